@@ -14,7 +14,7 @@ from math import prod
 
 import torch
 
-from search_spaces.blocks import BlockSpec, arch_blocks
+from search_spaces.blocks import BlockSpec, arch_blocks, part_of
 from search_spaces.config import ArchConfig
 from search_spaces.unet import build_unet
 
@@ -54,18 +54,6 @@ class CostReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def part_of(path: str, n_levels: int) -> str:
-    """Which part of the UNet a block path belongs to."""
-    head, _, rest = path.partition(".")
-    if head == "down_blocks":
-        return f"level{rest.split('.')[0]}"
-    if head == "up_blocks":
-        return f"level{n_levels - 1 - int(rest.split('.')[0])}"
-    if head == "mid_block":
-        return "mid"
-    return "stem"
 
 
 def _conv(c_in: int, c_out: int, k: int, hw: int, groups: int = 1) -> int:

@@ -160,6 +160,13 @@ def arch_blocks(config: ArchConfig) -> list[tuple[str, BlockSpec]]:
     return blocks
 
 
-def skips_per_level(config: ArchConfig) -> list[int]:
-    """How many skip tensors each level pushes on the down path (down_res + 1)."""
-    return [level.down_res + 1 for level in config.levels]
+def part_of(path: str, n_levels: int) -> str:
+    """Which part of the UNet a block path belongs to."""
+    head, _, rest = path.partition(".")
+    if head == "down_blocks":
+        return f"level{rest.split('.')[0]}"
+    if head == "up_blocks":
+        return f"level{n_levels - 1 - int(rest.split('.')[0])}"
+    if head == "mid_block":
+        return "mid"
+    return "stem"
