@@ -1,0 +1,37 @@
+"""The `nas` command line. Each command group lives in `nas/commands/<name>.py` with a `register(app)`."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import typer
+
+from nas.errors import USER_ERRORS
+
+# Command modules, in `nas --help` order. A module registers its commands on the root app.
+COMMAND_MODULES = (
+    "nas.commands.spaces",
+    "nas.commands.cost",
+)
+
+app = typer.Typer(
+    name="nas", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="Hardware-aware architecture search and ablation studies for mobile text-to-image diffusion UNets.",
+)
+for _module in COMMAND_MODULES:
+    importlib.import_module(_module).register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: user errors become one line on stderr and exit status 2."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        app(args=argv, prog_name="nas")  # standalone: click reports bad flags itself (exit 2)
+    except USER_ERRORS as exc:
+        print(f"nas: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+if __name__ == "__main__":
+    main()
