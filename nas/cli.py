@@ -14,6 +14,7 @@ from nas.errors import USER_ERRORS
 COMMAND_MODULES = (
     "nas.commands.spaces",
     "nas.commands.cost",
+    "nas.commands.lut",
 )
 
 app = typer.Typer(

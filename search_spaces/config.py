@@ -92,7 +92,7 @@ class ArchConfig:
     @classmethod
     def from_dict(cls, data: typing.Any) -> "ArchConfig":
         """Build and validate a config from plain data; unknown keys and wrong types raise ConfigError."""
-        config = _from_data(cls, data, "config")
+        config = _from_data(cls, data, "")
         config.validate()
         return config
 
@@ -175,19 +175,20 @@ def _from_data(tp: typing.Any, data: typing.Any, where: str) -> typing.Any:
     """Strictly convert JSON data into `tp` (a dataclass, tuple[...] or scalar type)."""
     if dataclasses.is_dataclass(tp):
         if not isinstance(data, dict):
-            raise ConfigError(f"{where}: expected an object, got {type(data).__name__}")
+            raise ConfigError(f"{where or 'config'}: expected an object, got {type(data).__name__}")
         hints = typing.get_type_hints(tp)
         fields = {f.name: f for f in dataclasses.fields(tp)}
+        prefix = f"{where}." if where else ""
         unknown = sorted(set(data) - set(fields))
         if unknown:
-            raise ConfigError(f"{where}.{unknown[0]}: unknown field (known: {', '.join(fields)})")
+            raise ConfigError(f"{prefix}{unknown[0]}: unknown field (known: {', '.join(fields)})")
         kwargs = {}
         for name, f in fields.items():
             if name not in data:
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                    raise ConfigError(f"{where}.{name}: missing required field")
+                    raise ConfigError(f"{prefix}{name}: missing required field")
                 continue
-            kwargs[name] = _from_data(hints[name], data[name], f"{where}.{name}" if where != "config" else name)
+            kwargs[name] = _from_data(hints[name], data[name], f"{prefix}{name}")
         return tp(**kwargs)
     origin = typing.get_origin(tp)
     if origin is tuple:
