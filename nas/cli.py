@@ -14,7 +14,11 @@ from nas.errors import USER_ERRORS
 COMMAND_MODULES = (
     "nas.commands.spaces",
     "nas.commands.cost",
+    "nas.commands.search",
     "nas.commands.lut",
+    "nas.commands.report",
+    "nas.commands.export",
+    "nas.commands.evaluators",
 )
 
 app = typer.Typer(

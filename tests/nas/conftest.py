@@ -18,3 +18,20 @@ def nas_cli(capsys):
         return code, out, err
 
     return run
+
+
+
+@pytest.fixture(scope="session")
+def search_env(tmp_path_factory):
+    """Private caches for the domain CLIP and LUTs, shared by the search tests of one session."""
+    import os
+
+    root = tmp_path_factory.mktemp("search-env")
+    old = {k: os.environ.get(k) for k in ("NAS_CACHE_DIR", "NAS_LUT_DIR")}
+    os.environ["NAS_CACHE_DIR"], os.environ["NAS_LUT_DIR"] = str(root / "cache"), str(root / "lut")
+    yield root
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

@@ -1,0 +1,46 @@
+"""Objectives a search or ablation can optimise, and which evaluator produces each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nas.errors import UserError
+from nas.run_folder import METRIC_DIRECTIONS
+
+ALIASES = {"latency": "latency_ms", "clip": "clip_score", "loss": "val_loss"}
+QUALITY = frozenset({"fid", "kid", "clip_score", "val_loss"})  # need a proxy training
+LATENCY = frozenset({"latency_ms"})  # need the latency table
+COST = frozenset({"params", "macs"})  # from the cost model alone
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One optimised metric."""
+
+    name: str  # metric column in the trials table
+    direction: str  # "minimize" or "maximize"
+
+    @property
+    def ray_mode(self) -> str:
+        return "min" if self.direction == "minimize" else "max"
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "direction": self.direction}
+
+
+def parse_objectives(text: str) -> tuple[Objective, ...]:
+    """`"fid,clip_score,latency"` -> objectives; unknown or repeated names raise UserError."""
+    names = [ALIASES.get(n.strip(), n.strip()) for n in text.split(",") if n.strip()]
+    if not names:
+        raise UserError("--objectives is empty")
+    unknown = [n for n in names if n not in METRIC_DIRECTIONS]
+    if unknown:
+        raise UserError(f"unknown objective {unknown[0]!r}; known: {', '.join(sorted(METRIC_DIRECTIONS))} "
+                        f"(aliases: {', '.join(f'{k}={v}' for k, v in ALIASES.items())})")
+    if len(set(names)) != len(names):
+        raise UserError(f"--objectives repeats a metric: {text}")
+    return tuple(Objective(n, METRIC_DIRECTIONS[n]) for n in names)
+
+
+def needs_quality(objectives: tuple[Objective, ...]) -> bool:
+    return any(o.name in QUALITY for o in objectives)

@@ -1,0 +1,139 @@
+"""The run folder: what a search (or ablation) leaves on disk, and its contract.
+
+Layout of `runs/<name>/`:
+
+    manifest.json        what ran: command, space, objectives, sampler, seed, constraints, storage URL and
+                         study name, latency device + LUT fingerprint, evaluator info, budget, provenance
+    study.db             the Optuna study (SQLite) unless --storage named another database
+    trials.parquet/.csv  one row per trial (columns: TRIAL_COLUMNS, then one `p_<dimension>` column per
+                         design dimension the trial used); rewritten atomically after every trial
+    trials/<NNNN>/       per-trial artifacts: metrics.json (the row plus the per-block latency breakdown),
+                         samples.png (labelled sample grid)
+    cache/<key>.json     measured metrics by (arch id, seed, budget hash): a repeated suggestion reuses them
+    report.html          the HTML report (`nas report`)
+    ablation/            ablation study tables (`nas ablate`)
+
+Contract: the manifest is written once at creation and updated atomically; trials are identified by their
+Optuna trial number; a trial row is never duplicated (the table is rebuilt from the study, keyed by number);
+opening a folder without a manifest raises UserError.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from nas.errors import UserError
+from nas.io import atomic_path, write_json
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+TRIAL_COLUMNS = (
+    "number", "state", "arch_id", "preset", "cached", "params", "macs", "macs_no_attention", "latency_ms",
+    "fid", "kid", "clip_score", "val_loss", "seconds_train", "seconds_sample", "seconds_score",
+    "seconds_latency", "seconds_total", "failure_reason", "sample_grid", "config_json",
+)
+METRIC_DIRECTIONS = {  # how each metric is optimised when it is an objective
+    "fid": "minimize", "kid": "minimize", "clip_score": "maximize", "val_loss": "minimize",
+    "latency_ms": "minimize", "params": "minimize", "macs": "minimize",
+}
+
+
+class RunFolder:
+    """A run folder on disk (see the module docstring for the layout)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST
+
+    @property
+    def trials_parquet(self) -> Path:
+        return self.path / "trials.parquet"
+
+    @property
+    def trials_csv(self) -> Path:
+        return self.path / "trials.csv"
+
+    @property
+    def report_path(self) -> Path:
+        return self.path / "report.html"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.path / "cache"
+
+    @property
+    def ablation_dir(self) -> Path:
+        return self.path / "ablation"
+
+    def default_storage(self) -> str:
+        return f"sqlite:///{(self.path / 'study.db').resolve()}"
+
+    def trial_dir(self, number: int) -> Path:
+        return self.path / "trials" / f"{number:04d}"
+
+    # ------------------------------------------------------------------ life cycle
+    def exists(self) -> bool:
+        return self.manifest_path.is_file()
+
+    @classmethod
+    def open(cls, path: str | Path) -> "RunFolder":
+        """An existing run folder; UserError if `path` is not one."""
+        run = cls(path)
+        if not run.path.is_dir():
+            raise UserError(f"{run.path}: no such run folder")
+        if not run.exists():
+            raise UserError(f"{run.path}: not a run folder (no {MANIFEST})")
+        run.manifest()  # validates
+        return run
+
+    @classmethod
+    def create(cls, path: str | Path, manifest: dict[str, Any]) -> "RunFolder":
+        run = cls(path)
+        if run.exists():
+            raise UserError(f"{run.path}: a run folder already exists there (use --resume to continue it)")
+        run.write_manifest({"format": FORMAT_VERSION, **manifest})
+        return run
+
+    def manifest(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.manifest_path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise UserError(f"{self.manifest_path}: unreadable run manifest ({err})") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT_VERSION:
+            raise UserError(f"{self.manifest_path}: not a format-{FORMAT_VERSION} run manifest")
+        return data
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        write_json(self.manifest_path, manifest)
+
+    # ------------------------------------------------------------------ trials table
+    def read_trials(self) -> pd.DataFrame:
+        """The trials table (empty with the standard columns if no trial finished yet)."""
+        if not self.trials_parquet.is_file():
+            return pd.DataFrame(columns=list(TRIAL_COLUMNS))
+        try:
+            return pd.read_parquet(self.trials_parquet)
+        except Exception as err:  # pyarrow raises several types for corrupt files
+            raise UserError(f"{self.trials_parquet}: unreadable trials table ({err})") from None
+
+    def write_trials(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
+        """Write the whole table atomically (Parquet and CSV), standard columns first, sorted by number."""
+        frame = pd.DataFrame(rows)
+        for col in TRIAL_COLUMNS:
+            if col not in frame.columns:
+                frame[col] = None
+        extra = sorted(c for c in frame.columns if c not in TRIAL_COLUMNS)
+        frame = frame[list(TRIAL_COLUMNS) + extra].sort_values("number").reset_index(drop=True)
+        with atomic_path(self.trials_parquet) as tmp:
+            frame.to_parquet(tmp, index=False)
+        with atomic_path(self.trials_csv) as tmp:
+            frame.to_csv(tmp, index=False)
+        return frame

@@ -1,0 +1,360 @@
+"""`nas search`: Optuna chooses architectures, Ray Tune runs the trials, the run folder keeps everything.
+
+Flow: validate every input -> create (or reopen, on resume) the run folder and the Optuna study ->
+settle trials a killed driver left RUNNING -> enqueue presets as warm starts (first run only) ->
+prepare evaluators in the driver -> start (or join) Ray -> Tuner(OptunaSearch) until the requested number of
+trials has finished -> rebuild the trials table from the study + per-trial metrics -> report.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import pickle
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+
+from nas.errors import UserError
+from nas.objectives import Objective
+from nas.provenance import provenance
+from nas.run_folder import RunFolder
+from nas.samplers import make_sampler
+from nas.trial_runner import TrialSettings, constraint_values, prepare, run_trial
+from search_spaces.presets import get_preset
+from search_spaces.space import get_space
+
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
+STALE_REASON = "stale: the search driver stopped before this trial finished"
+
+
+@dataclass
+class SearchOptions:
+    """Everything `nas search` was asked to do (validated by `validate_options`)."""
+
+    run_dir: Path
+    space: str = "unet_mobile"
+    objectives: tuple[Objective, ...] = ()
+    trials: int = 8
+    sampler: str = "tpe"
+    seed: int = 0
+    settings: TrialSettings | None = None  # filled by run_search
+    warm_start: tuple[str, ...] = ("sd15", "mobilediffusion")
+    storage: str | None = None  # Optuna RDB URL (default: SQLite in the run folder)
+    address: str | None = None  # existing Ray cluster ("host:port"); None starts a local Ray
+    workers: int = 1  # trials at once
+    cpus_per_trial: float = 2.0
+    gpus_per_trial: float = 0.0
+    max_failures: int = 0  # Ray retries of a trial whose worker died
+    resume: bool = False
+    command: list[str] = field(default_factory=lambda: list(sys.argv))
+
+
+@dataclass
+class SearchResult:
+    run_dir: Path
+    n_complete: int
+    n_failed: int
+    pareto: list[dict[str, Any]]
+    seconds: float
+    ray_startup_seconds: float
+    report: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(run_dir=str(self.run_dir), n_complete=self.n_complete, n_failed=self.n_failed, pareto=self.pareto,
+                    seconds=self.seconds, ray_startup_seconds=self.ray_startup_seconds,
+                    report=str(self.report) if self.report else None)
+
+
+# ---------------------------------------------------------------------------------------------- define-by-run
+def define_by_run(space_name: str, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
+    """OptunaSearch's space function (module level: restorable). Returns the Optuna trial number as a constant."""
+    get_space(space_name).sample(trial)
+    return {"_number": trial.number}
+
+
+# ---------------------------------------------------------------------------------------------- validation
+def _check_address(address: str) -> None:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=3):
+            pass
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot reach the Ray cluster at {address!r} ({err})") from None
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna RDB storage; UserError when the database cannot be reached."""
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+    except Exception as err:  # sqlalchemy raises many types for bad URLs and refused connections
+        raise UserError(f"cannot open storage {url!r}: {str(err).splitlines()[0]}") from None
+
+
+def validate_options(opts: SearchOptions) -> None:
+    """Fail fast, before anything is written, on every input a user can get wrong."""
+    space = get_space(opts.space)
+    if opts.trials < 1:
+        raise UserError(f"--trials must be positive, got {opts.trials}")
+    if opts.workers < 1 or opts.cpus_per_trial <= 0 or opts.gpus_per_trial < 0 or opts.max_failures < 0:
+        raise UserError("--workers and --cpus-per-trial must be positive; --gpus-per-trial, --max-failures >= 0")
+    if not opts.objectives:
+        raise UserError("no objectives given")
+    make_sampler(opts.sampler, opts.seed, opts.trials)
+    for name in opts.warm_start:
+        space.params_of(get_preset(name))
+    s = opts.settings
+    if s.latency_budget_ms is not None and s.latency_budget_ms <= 0:
+        raise UserError(f"--latency-budget-ms must be positive, got {s.latency_budget_ms}")
+    if s.max_params is not None and s.max_params <= 0:
+        raise UserError(f"--max-params must be positive, got {s.max_params}")
+    if opts.address:
+        _check_address(opts.address)
+
+
+# ---------------------------------------------------------------------------------------------- study
+def _settle_stale(study: optuna.Study) -> int:
+    """Mark trials a killed driver left RUNNING as failed (stale), so counts stay exact."""
+    stale = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for t in stale:
+        study._storage.set_trial_user_attr(t._trial_id, "failure_reason", STALE_REASON)
+        study._storage.set_trial_user_attr(t._trial_id, "stale", True)
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+    return len(stale)
+
+
+def _counts(study: optuna.Study) -> tuple[int, int, int]:
+    """(complete, failed, counted-as-finished) ignoring stale trials."""
+    trials = study.get_trials(deepcopy=False, states=FINISHED)
+    live = [t for t in trials if not t.user_attrs.get("stale")]
+    complete = sum(t.state == optuna.trial.TrialState.COMPLETE for t in live)
+    return complete, len(live) - complete, len(live)
+
+
+def _open_run(opts: SearchOptions) -> tuple[RunFolder, optuna.Study, bool]:
+    run = RunFolder(opts.run_dir)
+    objectives = [o.to_dict() for o in opts.objectives]
+    if run.exists():  # pointing at an existing run resumes it, if it is the same kind of search
+        manifest = run.manifest()
+        if manifest.get("space") != opts.space or manifest.get("objectives") != objectives:
+            raise UserError(f"{run.path} is a run of space {manifest.get('space')!r} with objectives "
+                            f"{[o['name'] for o in manifest.get('objectives', [])]}; it cannot resume as "
+                            f"{opts.space!r} with {[o['name'] for o in objectives]}")
+        storage_url, study_name = manifest["storage"], manifest["study_name"]
+        fresh = False
+    else:
+        if opts.resume:
+            raise UserError(f"{run.path} is not a run folder; nothing to resume")
+        if run.path.exists() and any(run.path.iterdir()):
+            raise UserError(f"{run.path} exists and is not an empty folder or a run folder")
+        storage_url = opts.storage or run.default_storage()
+        study_name = f"nas-{opts.run_dir.name}"
+        fresh = True
+    if fresh:
+        run.path.mkdir(parents=True, exist_ok=True)
+    try:
+        storage = open_storage(storage_url)
+    except UserError:
+        if fresh and not any(run.path.iterdir()):
+            run.path.rmdir()
+        raise
+    study = optuna.create_study(storage=storage, study_name=study_name, load_if_exists=True,
+                                directions=[o.direction for o in opts.objectives],
+                                sampler=make_sampler(opts.sampler, opts.seed, opts.trials))
+    if fresh:
+        run.write_manifest(dict(
+            format=1, name=opts.run_dir.name, command=opts.command, space=opts.space, objectives=objectives,
+            sampler=opts.sampler, seed=opts.seed, n_trials=opts.trials, storage=storage_url, study_name=study_name,
+            warm_start=list(opts.warm_start), budget=opts.settings.budget.to_dict(),
+            constraints=dict(latency_budget_ms=opts.settings.latency_budget_ms, max_params=opts.settings.max_params),
+            metrics=list(opts.settings.metrics), provenance=provenance(seed=opts.seed)))
+    return run, study, fresh
+
+
+# ---------------------------------------------------------------------------------------------- trials table
+def trial_rows(run: RunFolder, study: optuna.Study) -> list[dict[str, Any]]:
+    """One row per Optuna trial: its metrics.json when the trial wrote one, else state + reason."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        path = run.trial_dir(t.number) / "metrics.json"
+        row = json.loads(path.read_text()) if path.is_file() else {}
+        row.pop("latency_blocks", None)
+        row.pop("traceback", None)
+        row.update(number=t.number, state="STALE" if t.user_attrs.get("stale") else row.get("state", t.state.name))
+        if t.state == optuna.trial.TrialState.RUNNING:
+            row["state"] = "RUNNING"
+        if t.state == optuna.trial.TrialState.WAITING:
+            row["state"] = "WAITING"
+        row.setdefault("failure_reason", t.user_attrs.get("failure_reason"))
+        for k, v in t.params.items():
+            row.setdefault(f"p_{k}", v)
+        rows.append(row)
+    return rows
+
+
+def pareto_rows(study: optuna.Study, rows: list[dict[str, Any]], objectives: tuple[Objective, ...]) -> list[dict]:
+    """The Pareto-optimal complete trials (Optuna's `best_trials`, feasibility-aware) with their metrics."""
+    by_number = {r["number"]: r for r in rows}
+    keys = ("number", "arch_id", "preset", "params", "macs", "latency_ms", "fid", "kid", "clip_score", "val_loss")
+    try:
+        best = study.best_trials
+    except (ValueError, RuntimeError):
+        return []
+    return [{k: by_number.get(t.number, {}).get(k) for k in keys} for t in best]
+
+
+# ---------------------------------------------------------------------------------------------- Ray side
+def _make_searcher(opts: SearchOptions, study: optuna.Study, storage: optuna.storages.BaseStorage,
+                   on_told: Callable[[], None]):
+    from ray.tune.search.optuna import OptunaSearch
+
+    class RunOptunaSearch(OptunaSearch):
+        """OptunaSearch that records failures as FAIL (with reason) and constraints before telling."""
+
+        on_told: Callable[[], None] | None = None  # driver-side hook; not pickled with Tune's state
+
+        def __getstate__(self) -> dict:
+            return {k: v for k, v in self.__dict__.items() if k != "on_told"}
+
+        def save(self, checkpoint_path: str) -> None:
+            with open(checkpoint_path, "wb") as f:
+                pickle.dump(self.__getstate__(), f)
+
+        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+            if trial_id in self._completed_trials:
+                return
+            ot_trial = self._ot_trials[trial_id]
+            result = result or {}
+            for name, value in (result.get("constraints") or {}).items():
+                ot_trial.set_constraint(name, value)
+            state = result.get("state", "FAIL")
+            values = [result.get(o.name) for o in opts.objectives]
+            if state == "COMPLETE" and all(v is not None for v in values):
+                self._ot_study.tell(ot_trial, values)
+            else:
+                reason = result.get("failure_reason") or (
+                    "the trial's worker died" if error else "an objective metric is missing from the result")
+                ot_trial.set_user_attr("failure_reason", reason)
+                self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED if state == "INFEASIBLE"
+                                    else optuna.trial.TrialState.FAIL)
+            self._completed_trials.add(trial_id)
+            if self.on_told:
+                self.on_told()
+
+    searcher = RunOptunaSearch(
+        space=functools.partial(define_by_run, opts.space),
+        metric=[o.name for o in opts.objectives], mode=[o.ray_mode for o in opts.objectives],
+        sampler=study.sampler, storage=storage, study_name=study.study_name)
+    searcher.on_told = on_told
+    return searcher
+
+
+def _trainable(tune_config: dict, settings: TrialSettings, space_name: str, seed: int) -> dict:
+    """The Ray Tune function trainable: one architecture, reported once."""
+    import ray
+    from ray import tune
+
+    number = tune_config["_number"]
+    params = {k: v for k, v in tune_config.items() if not k.startswith("_")}
+    config = get_space(space_name).from_params(params)
+    label = next((n for n in ("sd15", "bk_sdm_tiny", "mobilediffusion") if get_preset(n) == config), "")
+    context = ray.get_runtime_context()
+    row = run_trial(settings, config, number, seed, label=label, params=params,
+                    extra=dict(ray_node=context.get_node_id(), ray_gcs=context.gcs_address))
+    result = {k: v for k, v in row.items() if not k.startswith("p_") and k not in ("config_json", "traceback")}
+    result["constraints"] = constraint_values(settings, row)
+    tune.report(result)
+
+
+def _start_ray(opts: SearchOptions) -> float:
+    import ray
+
+    began = time.perf_counter()
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR", configure_logging=True)
+    if opts.address:
+        ray.init(address=opts.address, **kwargs)
+    else:
+        cpus = max(opts.cpus_per_trial * opts.workers, os.cpu_count() or 1)
+        ray.init(num_cpus=int(cpus + 0.999), num_gpus=int(opts.gpus_per_trial * opts.workers + 0.999),
+                 object_store_memory=200 * 1024 * 1024, **kwargs)
+    return time.perf_counter() - began
+
+
+def run_search(opts: SearchOptions, progress: Callable[[dict], None] | None = None,
+               prepare_progress: Callable[[int, int], None] | None = None) -> SearchResult:
+    """Run (or resume) a search to `opts.trials` finished trials.
+
+    Args:
+        opts: validated options (`validate_options`).
+        progress: called after every finished trial with {"done", "total", "failed", "pareto", "best"}.
+        prepare_progress: called (done, total) while warm-start blocks are measured for the latency table.
+
+    Raises:
+        UserError: bad input, a run folder that cannot resume, an unreachable cluster or storage.
+    """
+    began = time.perf_counter()
+    validate_options(opts)
+    opts.run_dir = opts.run_dir.resolve()
+    run, study, fresh = _open_run(opts)
+    settings = opts.settings
+    if fresh:
+        for name in opts.warm_start:
+            study.enqueue_trial(get_space(opts.space).params_of(get_preset(name)), skip_if_exists=True)
+    _settle_stale(study)
+    manifest = run.manifest()
+    manifest.update(prepare(settings, [get_preset(n) for n in opts.warm_start], progress=prepare_progress))
+    run.write_manifest(manifest)
+
+    _, _, finished = _counts(study)
+    remaining = opts.trials - finished
+    ray_startup = 0.0
+    if remaining > 0:
+        ray_startup = _run_tuner(opts, run, study, remaining, progress)
+    rows = trial_rows(run, study)
+    run.write_trials(rows)
+    complete, failed, _ = _counts(study)
+    return SearchResult(run.path, complete, failed, pareto_rows(study, rows, opts.objectives),
+                        time.perf_counter() - began, ray_startup)
+
+
+def _run_tuner(opts: SearchOptions, run: RunFolder, study: optuna.Study, remaining: int,
+               progress: Callable[[dict], None] | None) -> float:
+    import ray
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    def on_told() -> None:
+        rows = trial_rows(run, study)
+        run.write_trials(rows)
+        if progress:
+            complete, failed, finished = _counts(study)
+            progress(dict(done=finished, total=opts.trials, complete=complete, failed=failed,
+                          pareto=len(pareto_rows(study, rows, opts.objectives))))
+
+    ray_startup = _start_ray(opts)
+    try:
+        storage = open_storage(run.manifest()["storage"])  # a plain RDBStorage pickles with Tune's state
+        searcher = ConcurrencyLimiter(_make_searcher(opts, study, storage, on_told), max_concurrent=opts.workers)
+        trainable = tune.with_parameters(_trainable, settings=opts.settings, space_name=opts.space, seed=opts.seed)
+        resources = {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial}
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, resources),
+            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining, reuse_actors=True),
+            run_config=tune.RunConfig(
+                name=f"tune-{int(time.time())}", storage_path=str(run.path / "ray"), verbose=0,
+                failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+        )
+        tuner.fit()
+    finally:
+        ray.shutdown()
+    return ray_startup

@@ -1,0 +1,173 @@
+"""One trial: cost, latency and (when an objective needs it) proxy quality of one architecture.
+
+Runs inside Ray workers for searches and ablations. Never raises for a bad architecture or a diverging
+training: the returned row has `state="FAIL"` and a `failure_reason`, so the search goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from evaluators.cost import analytic_cost
+from evaluators.training import Budget, evaluate_arch
+from nas.io import write_json
+from nas.objectives import LATENCY, QUALITY
+from nas.run_folder import RunFolder
+from search_spaces.config import ArchConfig
+
+QUALITY_KEYS = ("fid", "kid", "clip_score", "val_loss")
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """Everything a worker needs to evaluate architectures the same way as every other trial of a run."""
+
+    run_dir: str  # the run folder (absolute)
+    metrics: tuple[str, ...]  # metrics to produce (objectives plus what the report shows)
+    budget: Budget = field(default_factory=Budget)  # proxy training budget
+    latency_device: str = "cpu"  # LUT device name
+    image_size: int = 512  # deployment image size of the latency table
+    lut_dir: str | None = None  # LUT folder (None: the default cache)
+    threads: int = 1  # torch threads per trial
+    device: str = "cpu"  # where proxies train ("cpu" or "cuda")
+    latency_budget_ms: float | None = None  # constraint: latency_ms <= this
+    max_params: int | None = None  # constraint: params <= this
+    evaluator_recipe: dict = field(default_factory=dict)  # domain-CLIP recipe overrides (tests use tiny ones)
+
+    @property
+    def needs_quality(self) -> bool:
+        return any(m in QUALITY for m in self.metrics)
+
+    @property
+    def needs_latency(self) -> bool:
+        return any(m in LATENCY for m in self.metrics) or self.latency_budget_ms is not None
+
+    def cache_key(self, arch_id: str, seed: int) -> str:
+        """Key of the quality cache: same architecture, seed and budget give the same metrics."""
+        budget = json.dumps(self.budget.to_dict(), sort_keys=True)
+        return f"{arch_id}-s{seed}-{hashlib.sha256(budget.encode()).hexdigest()[:10]}"
+
+
+def constraint_values(settings: TrialSettings, row: dict[str, Any]) -> dict[str, float]:
+    """Constraint name -> value (feasible when <= 0)."""
+    out = {}
+    if settings.latency_budget_ms is not None and row.get("latency_ms") is not None:
+        out["latency_ms"] = row["latency_ms"] - settings.latency_budget_ms
+    if settings.max_params is not None:
+        out["params"] = float(row["params"] - settings.max_params)
+    return out
+
+
+def run_trial(settings: TrialSettings, config: ArchConfig, number: int, seed: int, *, label: str = "",
+              params: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Evaluate `config` as trial `number` of the run; returns its trials-table row (also in metrics.json).
+
+    Args:
+        settings: how every trial of the run is evaluated.
+        config: the full-scale architecture.
+        number: trial number (names the artifact folder `trials/<NNNN>`).
+        seed: proxy-training seed.
+        label: preset or ablation-step name shown in tables.
+        params: the design-dimension values (stored as `p_<name>` columns).
+        extra: more columns for the row (e.g. where the trial ran).
+    """
+    run = RunFolder(settings.run_dir)
+    out_dir = run.trial_dir(number)
+    torch.set_num_threads(settings.threads)
+    start = time.perf_counter()
+    row: dict[str, Any] = dict(number=number, state="COMPLETE", arch_id=config.arch_id, preset=label, seed=seed,
+                               cached=False, config_json=config.to_json(indent=None), failure_reason=None,
+                               **(extra or {}), **{f"p_{k}": v for k, v in (params or {}).items()})
+    latency_blocks: list[dict] = []
+    try:
+        cost = analytic_cost(config)
+        row.update(params=cost.params, macs=cost.macs, macs_no_attention=cost.macs_no_attention)
+        if settings.needs_latency:
+            began = time.perf_counter()
+            prediction = _predictor(settings).predict(config)
+            row.update(latency_ms=prediction.latency_ms, seconds_latency=time.perf_counter() - began)
+            latency_blocks = [dataclasses.asdict(b) for b in prediction.blocks]
+        violated = {k: v for k, v in constraint_values(settings, row).items() if v > 0}
+        if violated:
+            row.update(state="INFEASIBLE", failure_reason="infeasible: " + ", ".join(
+                f"{k} exceeds the limit by {v:.4g}" for k, v in violated.items()))
+        elif settings.needs_quality:
+            row.update(_quality(settings, run, config, seed, out_dir))
+    except Exception as err:  # a broken architecture or evaluator must not stop the search
+        row.update(state="FAIL", failure_reason=f"{type(err).__name__}: {err}".splitlines()[0][:500],
+                   traceback=traceback.format_exc(limit=8))
+    row["seconds_total"] = time.perf_counter() - start
+    write_json(out_dir / "metrics.json", row | {"latency_blocks": latency_blocks})
+    return row
+
+
+def _quality(settings: TrialSettings, run: RunFolder, config: ArchConfig, seed: int, out_dir: Path) -> dict:
+    cache_file = run.cache_dir / f"{settings.cache_key(config.arch_id, seed)}.json"
+    if cache_file.is_file():
+        cached = json.loads(cache_file.read_text())
+        return cached | {"cached": True}
+    result = evaluate_arch(config, settings.budget, seed=seed, out_dir=out_dir, evaluator=_evaluator(settings),
+                           device=settings.device)
+    if result.failed:
+        return {"state": "FAIL", "failure_reason": result.failure_reason}
+    grid = result.sample_grid
+    metrics = {k: getattr(result, k) for k in QUALITY_KEYS} | {
+        "seconds_train": result.seconds.get("train"), "seconds_sample": result.seconds.get("sample"),
+        "seconds_score": result.seconds.get("score"), "steps": result.steps, "proxy_params": result.proxy_params,
+        "sample_grid": str(Path(grid).resolve().relative_to(run.path.resolve())) if grid else None,
+    }
+    write_json(cache_file, metrics)
+    return metrics
+
+
+_PROCESS_CACHE: dict[tuple, Any] = {}  # per worker process: predictors and evaluators are loaded once
+
+
+def _predictor(settings: TrialSettings):
+    from evaluators.latency import get_predictor
+
+    key = ("lut", settings.latency_device, settings.image_size, settings.lut_dir, settings.threads)
+    if key not in _PROCESS_CACHE:
+        _PROCESS_CACHE[key] = get_predictor(settings.latency_device, lut_dir=settings.lut_dir,
+                                            image_size=settings.image_size, threads=settings.threads)
+    return _PROCESS_CACHE[key]
+
+
+def _evaluator(settings: TrialSettings):
+    from evaluators.quality import get_quality_evaluator  # memoised per process by the factory
+
+    return get_quality_evaluator("domain", image_size=settings.budget.image_size, device=settings.device,
+                                 **settings.evaluator_recipe)
+
+
+def prepare(settings: TrialSettings, configs: list[ArchConfig], progress=None) -> dict[str, Any]:
+    """Driver-side set-up before trials compete for the CPU: train or load the quality evaluator, measure
+    the blocks of `configs` (the warm-start presets) and the latency calibration.
+
+    Args:
+        progress: callback (done, total) while blocks are measured.
+
+    Returns:
+        The evaluator info and the latency-table description, for the run manifest.
+    """
+    info: dict[str, Any] = {}
+    if settings.needs_quality:
+        info["evaluator"] = dict(_evaluator(settings).info)
+    if settings.needs_latency:
+        predictor = _predictor(settings)
+        predictor.ensure(configs, progress=progress)
+        prediction = predictor.predict(configs[0]) if configs else None
+        lut = getattr(predictor, "lut", None)
+        info["latency"] = dict(device=settings.latency_device, image_size=settings.image_size,
+                               estimate=predictor.estimate, calibrated=bool(prediction and prediction.calibrated),
+                               fingerprint=getattr(lut, "fingerprint", None))
+    return info

@@ -1,0 +1,83 @@
+"""`nas search` with a real local Ray, real (tiny) trainings and a real SQLite study."""
+
+import json
+
+import optuna
+import pytest
+
+from nas.run_folder import RunFolder
+from nas.search import run_search, validate_options
+from nas.trial_runner import run_trial
+from search_helpers import tiny_options, tiny_settings
+from search_spaces.presets import get_preset
+
+
+@pytest.mark.slow
+def test_search_runs_resumes_and_never_reruns(tmp_path, search_env):
+    run_dir = tmp_path / "run"
+    result = run_search(tiny_options(run_dir, trials=3))
+    assert result.n_complete == 3 and result.n_failed == 0
+    table = RunFolder(run_dir).read_trials()
+    assert list(table["number"]) == [0, 1, 2]
+    assert set(table["state"]) == {"COMPLETE"}
+    assert table[["fid", "clip_score", "latency_ms", "kid", "val_loss"]].notna().all().all()
+    assert list(table["preset"][:2]) == ["sd15", "mobilediffusion"]  # warm starts come first
+    assert table["ray_node"].notna().all()
+    for n in table["number"]:
+        assert (run_dir / "trials" / f"{n:04d}" / "metrics.json").is_file()
+    manifest = RunFolder(run_dir).manifest()
+    assert manifest["evaluator"]["source"] == "domain" and manifest["latency"]["estimate"] is True
+    assert result.pareto and all(p["arch_id"] for p in result.pareto)
+    first_metrics = table.set_index("number")["fid"].to_dict()
+
+    again = run_search(tiny_options(run_dir, trials=4, resume=True))
+    table = RunFolder(run_dir).read_trials()
+    assert again.n_complete == 4 and list(table["number"]) == [0, 1, 2, 3]
+    assert table.set_index("number")["fid"][:3].to_dict() == first_metrics  # completed trials untouched
+    study = optuna.load_study(study_name=manifest["study_name"], storage=manifest["storage"])
+    assert len(study.trials) == 4
+
+
+def test_repeated_architecture_reuses_cached_metrics(tmp_path, search_env):
+    settings = tiny_settings(tmp_path, metrics=("fid", "val_loss"))
+    config = get_preset("bk_sdm_tiny")
+    first = run_trial(settings, config, 0, seed=1)
+    second = run_trial(settings, config, 1, seed=1)
+    assert first["state"] == second["state"] == "COMPLETE"
+    assert not first["cached"] and second["cached"]
+    assert second["fid"] == first["fid"] and second["val_loss"] == first["val_loss"]
+    other_seed = run_trial(settings, config, 2, seed=2)
+    assert not other_seed["cached"]
+
+
+def test_failures_are_recorded_with_reason(tmp_path, search_env):
+    settings = tiny_settings(tmp_path, metrics=("fid",))
+    broken = settings.__class__(**{**settings.__dict__, "budget": settings.budget.replace(
+        data="folder", data_path=str(tmp_path / "missing"))})
+    row = run_trial(broken, get_preset("mobilediffusion"), 0, seed=0)
+    assert row["state"] == "FAIL" and "missing" in row["failure_reason"]
+    saved = json.loads((tmp_path / "trials" / "0000" / "metrics.json").read_text())
+    assert saved["state"] == "FAIL" and saved["params"] > 0  # cost still recorded
+
+
+def test_constraint_violation_skips_training(tmp_path, search_env):
+    settings = tiny_settings(tmp_path, metrics=("fid", "latency_ms"), max_params=100_000_000)
+    row = run_trial(settings, get_preset("sd15"), 0, seed=0)
+    assert row["state"] == "INFEASIBLE" and "params exceeds" in row["failure_reason"]
+    assert row.get("fid") is None and row["seconds_total"] < 30
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(space="nope"), "unknown search space"),
+    (dict(sampler="annealing"), "unknown sampler"),
+    (dict(trials=0), "--trials must be positive"),
+    (dict(warm_start=("nope",)), "unknown preset"),
+    (dict(address="127.0.0.1:9"), "cannot reach the Ray cluster"),
+])
+def test_bad_options_fail_before_writing(tmp_path, changes, message):
+    from nas.errors import USER_ERRORS
+
+    opts = tiny_options(tmp_path / "run", **changes)
+    with pytest.raises(USER_ERRORS, match=message):
+        validate_options(opts)
+    assert not (tmp_path / "run").exists()
