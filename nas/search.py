@@ -186,12 +186,13 @@ def trial_rows(run: RunFolder, study: optuna.Study) -> list[dict[str, Any]]:
         row = json.loads(path.read_text()) if path.is_file() else {}
         row.pop("latency_blocks", None)
         row.pop("traceback", None)
-        row.update(number=t.number, state="STALE" if t.user_attrs.get("stale") else row.get("state", t.state.name))
-        if t.state == optuna.trial.TrialState.RUNNING:
-            row["state"] = "RUNNING"
-        if t.state == optuna.trial.TrialState.WAITING:
-            row["state"] = "WAITING"
-        row.setdefault("failure_reason", t.user_attrs.get("failure_reason"))
+        row.update(number=t.number, state=row.get("state", t.state.name))
+        if t.state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING):
+            row["state"] = t.state.name
+        if t.user_attrs.get("stale"):  # its metrics (if any) never reached the study: not part of the run
+            row.update(state="STALE", failure_reason=t.user_attrs.get("failure_reason"))
+        if not row.get("failure_reason"):
+            row["failure_reason"] = t.user_attrs.get("failure_reason")
         for k, v in t.params.items():
             row.setdefault(f"p_{k}", v)
         rows.append(row)
