@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Debian packages the tests use: a headless browser for the report test, a PostgreSQL server for the
+# shared-storage search test, iproute2 for the loopback-only network namespace Ray runs in.
+SYSTEM_PACKAGES := chromium postgresql iproute2
 
-.PHONY: install demo test bench
+.PHONY: install system-deps demo test bench
 
 install: $(STAMP)
 
@@ -14,9 +17,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 
-demo: install
-	$(BIN)/nas space sample unet_mobile --n 5 --seed 0
-	$(BIN)/nas cost --preset mobilediffusion
+system-deps:
+	@if ! command -v chromium >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v ip >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); \
+	fi
 
-test: install
+demo: install
+	HF_HUB_OFFLINE=1 tools/loopback.sh $(BIN)/nas search --space unet_mobile
+
+test: install system-deps
 	HF_HUB_OFFLINE=1 tools/loopback.sh $(BIN)/python -m pytest -q

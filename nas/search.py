@@ -15,6 +15,7 @@ import pickle
 import socket
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -53,6 +54,7 @@ class SearchOptions:
     gpus_per_trial: float = 0.0
     max_failures: int = 0  # Ray retries of a trial whose worker died
     resume: bool = False
+    report: bool = True  # write the HTML report at the end
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
 
@@ -323,8 +325,13 @@ def run_search(opts: SearchOptions, progress: Callable[[dict], None] | None = No
     rows = trial_rows(run, study)
     run.write_trials(rows)
     complete, failed, _ = _counts(study)
-    return SearchResult(run.path, complete, failed, pareto_rows(study, rows, opts.objectives),
-                        time.perf_counter() - began, ray_startup)
+    result = SearchResult(run.path, complete, failed, pareto_rows(study, rows, opts.objectives),
+                          time.perf_counter() - began, ray_startup)
+    if opts.report and complete:
+        from reports import build_report
+
+        result.report = build_report(run.path)[0]
+    return result
 
 
 def _run_tuner(opts: SearchOptions, run: RunFolder, study: optuna.Study, remaining: int,
@@ -342,6 +349,7 @@ def _run_tuner(opts: SearchOptions, run: RunFolder, study: optuna.Study, remaini
                           pareto=len(pareto_rows(study, rows, opts.objectives))))
 
     ray_startup = _start_ray(opts)
+    warnings.filterwarnings("ignore", message="Define-by-run function passed")  # first call imports the space
     try:
         storage = open_storage(run.manifest()["storage"])  # a plain RDBStorage pickles with Tune's state
         searcher = ConcurrencyLimiter(_make_searcher(opts, study, storage, on_told), max_concurrent=opts.workers)
