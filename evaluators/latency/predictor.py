@@ -1,0 +1,309 @@
+"""Latency prediction: the sum of an architecture's block latencies plus a calibrated overhead.
+
+`get_predictor(device)` is the public entry point. Three kinds of predictor share one interface:
+- `MeasuredPredictor` (cpu, cuda, onnxruntime): looks blocks up in the device's stored LUT, measures missing
+  ones on demand (and stores them), and adds an overhead fitted on end-to-end measurements.
+- `ImportedPredictor`: a LUT measured elsewhere; a missing block is an error that names it.
+- `RooflinePredictor`: phone profiles; every number is an estimate (`estimate=True`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from evaluators.latency.backends import Backend
+from evaluators.latency.devices import DEVICES, unknown_device
+from evaluators.latency.params import block_params
+from evaluators.latency.roofline import RooflineProfile
+from evaluators.latency.signature import BlockSignature, arch_signatures, with_image_size
+from evaluators.latency.store import Entry, Lut, LutStore
+from evaluators.latency.timing import Timing, measure_interleaved
+from nas.errors import UserError
+from nas.provenance import versions
+from search_spaces.blocks import arch_blocks
+from search_spaces.config import ArchConfig
+from search_spaces.presets import get_preset
+
+Progress = Callable[[int, int], None]  # (done, total)
+CALIBRATION_PRESETS = ("sd15", "bk_sdm_tiny", "mobilediffusion")
+CHUNK_BLOCKS = 8  # blocks timed interleaved together (and saved together)
+CHUNK_BLOCK_PARAMS = 250_000_000  # weights resident at once while timing blocks (1 GB in fp32)
+CHUNK_MODEL_PARAMS = 1_000_000_000  # weights resident at once while timing whole models (4 GB in fp32)
+
+
+@dataclass(frozen=True)
+class BlockLatency:
+    """One block of a prediction."""
+
+    path: str  # module path in the UNet (e.g. down_blocks.1.attentions.0)
+    key: str  # block signature key
+    ms: float  # latency of the block
+
+
+@dataclass(frozen=True)
+class LatencyPrediction:
+    """Predicted latency of one UNet forward (one denoising step)."""
+
+    latency_ms: float  # sum of blocks + overhead
+    blocks: tuple[BlockLatency, ...]  # per-block breakdown in forward order
+    overhead_ms: float  # calibrated end-to-end overhead (0 when uncalibrated)
+    device: str  # device name
+    estimate: bool  # True for roofline profiles: not a measurement
+    calibrated: bool  # whether an end-to-end calibration was applied
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"blocks": [asdict(b) for b in self.blocks]}
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """End-to-end overhead model of one latent size: measured = scale * sum(blocks) + offset_ms."""
+
+    scale: float
+    offset_ms: float
+    points: tuple[tuple[str, float, float], ...]  # (arch id, sum of blocks ms, measured ms)
+
+    def overhead(self, block_sum: float) -> float:
+        return (self.scale - 1.0) * block_sum + self.offset_ms
+
+    @classmethod
+    def fit(cls, points: Sequence[tuple[str, float, float]]) -> "Calibration":
+        """Least squares over >= 3 points with spread sums; else (or for an implausible slope) a constant offset."""
+        sums = np.array([p[1] for p in points])
+        measured = np.array([p[2] for p in points])
+        if len(points) >= 3 and np.ptp(sums) > 0.2 * sums.mean():
+            scale, offset = np.polyfit(sums, measured, 1)
+            if 0.5 <= scale <= 2.0:
+                return cls(float(scale), float(offset), tuple(points))
+        return cls(1.0, float(np.mean(measured - sums)), tuple(points))
+
+
+class Predictor(ABC):
+    """Predicts UNet latency on one device at one image size."""
+
+    estimate = False
+    layouts = False  # whether block keys carry the input layout seen in the model (torch backends)
+
+    def __init__(self, device: str, image_size: int = 512, batch: int = 1, dtype: str = "float32"):
+        self.device, self.image_size, self.batch, self.dtype = device, image_size, batch, dtype
+
+    def signatures(self, config: ArchConfig) -> list[tuple[str, BlockSignature]]:
+        """The blocks of `config` at this predictor's image size, batch and dtype."""
+        return arch_signatures(with_image_size(config, self.image_size), self.batch, self.dtype, self.layouts)
+
+    def ensure(self, configs: Iterable[ArchConfig], progress: Progress | None = None) -> int:
+        """Make every block of `configs` available; returns how many blocks were measured now."""
+        return 0
+
+    @abstractmethod
+    def block_ms(self, sigs: Sequence[tuple[str, BlockSignature]]) -> list[float]:
+        """Latency of each block."""
+
+    def overhead_ms(self, block_sum: float, calibrate: bool) -> tuple[float, bool]:
+        return 0.0, False
+
+    def predict(self, config: ArchConfig, calibrate: bool = True) -> LatencyPrediction:
+        """Predicted latency of one forward of `config` at this image size.
+
+        Args:
+            config: the architecture (its own latent size is replaced by this predictor's).
+            calibrate: run the end-to-end calibration of this image size if it is missing (measured
+                devices only; it times the calibration presets end to end once and stores the fit).
+        """
+        sigs = self.signatures(config)
+        times = self.block_ms(sigs)
+        total = float(sum(times))
+        overhead, calibrated = self.overhead_ms(total, calibrate)
+        blocks = tuple(BlockLatency(path, sig.key, ms) for (path, sig), ms in zip(sigs, times))
+        return LatencyPrediction(total + overhead, blocks, overhead, self.device, self.estimate, calibrated)
+
+
+class RooflinePredictor(Predictor):
+    """Analytic ESTIMATES from a phone's public peak figures."""
+
+    estimate = True
+
+    def __init__(self, profile: RooflineProfile, image_size: int = 512, batch: int = 1):
+        super().__init__(profile.name, image_size, batch, "float16")
+        self.profile = profile
+
+    def block_ms(self, sigs):
+        return [self.profile.block_ms(sig.spec, sig.batch) for _, sig in sigs]
+
+
+class ImportedPredictor(Predictor):
+    """A LUT measured elsewhere and imported: lookups only."""
+
+    def __init__(self, lut: Lut, image_size: int = 512, batch: int = 1, dtype: str = "float32"):
+        super().__init__(lut.device, image_size, batch, dtype)
+        self.lut = lut
+
+    def block_ms(self, sigs):
+        missing = sorted({sig.key for _, sig in sigs if sig.key not in self.lut.entries})
+        if missing:
+            paths = [path for path, sig in sigs if sig.key in missing]
+            raise UserError(f"imported LUT {self.device!r} lacks {len(missing)} block(s) this architecture needs "
+                            f"at image size {self.image_size} ({', '.join(paths[:3])}{', ...' if len(paths) > 3 else ''};"
+                            f" first key: {missing[0]}); measure them (nas lut kit --config ...) and import again")
+        return [self.lut.entries[sig.key].ms for _, sig in sigs]
+
+
+class MeasuredPredictor(Predictor):
+    """A LUT measured on this machine by `backend`; missing blocks are measured and stored on demand."""
+
+    def __init__(self, backend: Backend, store: LutStore, image_size: int = 512, rounds: int = 7,
+                 model_rounds: int = 5, replace: bool = False):
+        super().__init__(backend.name, image_size, backend.batch, backend.dtype)
+        self.backend, self.store = backend, store
+        self.layouts = backend.layout_sensitive
+        self.rounds, self.model_rounds = rounds, model_rounds
+        fingerprint = backend.fingerprint()
+        lut = None if replace else store.load(backend.name)
+        if lut is not None and lut.fingerprint != fingerprint:
+            diff = {k: (lut.fingerprint.get(k), v) for k, v in fingerprint.items() if lut.fingerprint.get(k) != v}
+            raise UserError(f"the stored LUT {store.path(backend.name)} was measured on another device fingerprint "
+                            f"(stored vs now: {diff}); use another --lut-dir, or rebuild it with --replace")
+        self.lut = lut or Lut(backend.name, "measured", fingerprint, self._conditions())
+
+    def _conditions(self) -> dict:
+        return {"rounds": self.rounds, "model_rounds": self.model_rounds, "estimator": "median after MAD outlier "
+                "rejection, interleaved rounds", "versions": versions()}
+
+    @property
+    def path(self):
+        return self.store.path(self.device)
+
+    def missing(self, configs: Iterable[ArchConfig]) -> list[BlockSignature]:
+        """Distinct blocks of `configs` not yet in the LUT."""
+        seen: dict[str, BlockSignature] = {}
+        for config in configs:
+            for _, sig in self.signatures(config):
+                if sig.key not in self.lut.entries:
+                    seen.setdefault(sig.key, sig)
+        return list(seen.values())
+
+    def ensure(self, configs, progress=None):
+        return self.measure_blocks(self.missing(configs), progress)
+
+    def measure_blocks(self, sigs: Sequence[BlockSignature], progress: Progress | None = None) -> int:
+        """Time `sigs` in interleaved chunks, saving the LUT after each chunk (so builds resume)."""
+        sigs = [s for s in sigs if s.key not in self.lut.entries]
+        done = 0
+        for chunk in _chunks(sigs, lambda s: block_params(s.spec), CHUNK_BLOCKS,
+                             CHUNK_BLOCK_PARAMS):
+            runners = {s.key: self.backend.block_runner(s) for s in chunk}
+            timings = measure_interleaved(runners, self.rounds, warmup=1, sync=self.backend.sync,
+                                          clock=self.backend.clock)
+            del runners
+            for key, t in timings.items():
+                self.lut.entries[key] = Entry(t.ms, t.std_ms, t.n)
+            self.store.save(self.lut)
+            done += len(chunk)
+            if progress:
+                progress(done, len(sigs))
+        return done
+
+    def measure_models(self, configs: Sequence[ArchConfig], progress: Progress | None = None) -> list[Timing]:
+        """End-to-end latency of each config at this image size, timed interleaved in memory-bounded chunks."""
+        sized = [with_image_size(c, self.image_size) for c in configs]
+        out: dict[int, Timing] = {}
+        indexed = list(enumerate(sized))
+        for chunk in _chunks(indexed, lambda ic: sum(block_params(s) for _, s in arch_blocks(ic[1])), len(indexed),
+                             CHUNK_MODEL_PARAMS):
+            runners = {str(i): self.backend.model_runner(c) for i, c in chunk}
+            timings = measure_interleaved(runners, self.model_rounds, warmup=1, sync=self.backend.sync,
+                                          clock=self.backend.clock)
+            del runners
+            out.update({int(i): t for i, t in timings.items()})
+            if progress:
+                progress(len(out), len(sized))
+        return [out[i] for i in range(len(sized))]
+
+    @staticmethod
+    def calibration_configs() -> list[ArchConfig]:
+        """The architectures the overhead is fitted on by default (held out from random samples)."""
+        return [get_preset(name) for name in CALIBRATION_PRESETS]
+
+    def calibrate(self, configs: Sequence[ArchConfig] | None = None, progress: Progress | None = None) -> Calibration:
+        """Fit and store the end-to-end overhead of this image size (default: the calibration presets)."""
+        configs = list(configs) if configs else self.calibration_configs()
+        self.ensure(configs)
+        measured = self.measure_models(configs, progress)
+        points = []
+        for config, timing in zip(configs, measured):
+            block_sum = float(sum(self.block_ms(self.signatures(config))))
+            points.append((config.arch_id, block_sum, timing.ms))
+        calibration = Calibration.fit(points)
+        self.lut.calibration[str(self.image_size // 8)] = asdict(calibration)
+        self.store.save(self.lut)
+        return calibration
+
+    def calibration(self) -> Calibration | None:
+        raw = self.lut.calibration.get(str(self.image_size // 8))
+        if raw is None:
+            return None
+        return Calibration(raw["scale"], raw["offset_ms"], tuple(tuple(p) for p in raw["points"]))
+
+    def block_ms(self, sigs):
+        missing = [sig for _, sig in sigs if sig.key not in self.lut.entries]
+        if missing:
+            self.measure_blocks(list({s.key: s for s in missing}.values()))
+        return [self.lut.entries[sig.key].ms for _, sig in sigs]
+
+    def overhead_ms(self, block_sum, calibrate):
+        calibration = self.calibration()
+        if calibration is None and calibrate:
+            calibration = self.calibrate()
+        return (calibration.overhead(block_sum), True) if calibration else (0.0, False)
+
+
+def _chunks(items: list, size_of: Callable, max_items: int, max_size: int) -> list[list]:
+    """Consecutive groups of at most `max_items` items whose sizes add up to at most `max_size` (>= 1 item)."""
+    out, current, total = [], [], 0
+    for item in items:
+        size = size_of(item)
+        if current and (len(current) >= max_items or total + size > max_size):
+            out.append(current)
+            current, total = [], 0
+        current.append(item)
+        total += size
+    return out + ([current] if current else [])
+
+
+def get_predictor(device: str, lut_dir: str | None = None, image_size: int = 512, threads: int = 1,
+                  dtype: str = "float32", batch: int = 1, rounds: int = 7, model_rounds: int = 5,
+                  replace: bool = False) -> Predictor:
+    """The latency predictor of a device.
+
+    Args:
+        device: a registered device (`cpu`, `cuda`, `onnxruntime`, a roofline phone such as `iphone15pro`)
+            or the name of an imported LUT in the LUT directory.
+        lut_dir: the LUT directory (default `$NAS_LUT_DIR` or the user cache directory).
+        image_size: image side in pixels; blocks are measured at its latent size (image_size // 8).
+        threads: intra-op threads of measured CPU backends (part of the device fingerprint).
+        dtype: dtype of measured blocks (`float32`; `float16`/`bfloat16` on cuda).
+        batch: batch of the timed forward passes.
+        rounds: interleaved timing rounds per block; model_rounds: per end-to-end measurement.
+        replace: start a measured device's LUT afresh, ignoring (and, at the first save, replacing) the
+            stored one; the way to rebuild after the fingerprint changed.
+
+    Raises:
+        UnknownNameError: an unknown device name (the message lists the known ones).
+        UserError: an unusable stored LUT (corrupt, or measured on another device fingerprint).
+    """
+    store = LutStore(lut_dir)
+    if image_size < 8 or image_size % 8:
+        raise UserError(f"--image-size must be a positive multiple of 8, got {image_size}")
+    if device in DEVICES:
+        target = DEVICES.create(device, threads=threads, dtype=dtype, batch=batch)
+        if isinstance(target, RooflineProfile):
+            return RooflinePredictor(target, image_size, batch)
+        return MeasuredPredictor(target, store, image_size, rounds, model_rounds, replace)
+    lut = store.load(device)
+    if lut is None:
+        raise unknown_device(device, store)
+    return ImportedPredictor(lut, image_size, batch, dtype)

@@ -1,0 +1,88 @@
+"""Robust timing on a shared machine.
+
+Contention from other processes only ever makes a run slower, so the estimate is the median of repeated
+samples after dropping slow outliers (beyond median + 3 scaled MADs). Candidates are timed interleaved,
+in a shuffled order each round, so a burst of contention spreads over all of them instead of biasing one.
+Each sample repeats a short call enough times to last `min_sample_s`, above timer and scheduler jitter.
+
+Clocks: `wall` (time.perf_counter) is latency as the user sees it. `thread` (the calling thread's CPU
+time) is what the wall time would be if no other process competed for the core: on a shared machine it
+removes the time the thread spent descheduled. It is exact only when all the work runs on the calling
+thread, i.e. single-threaded CPU backends (torch with 1 intra-op thread, onnxruntime with
+intra_op_num_threads=1 run every kernel on the caller); the backends choose it only then.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "thread": time.thread_time}
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Robust summary of one candidate's samples (milliseconds per call)."""
+
+    ms: float  # median of the kept samples
+    std_ms: float  # standard deviation of the kept samples
+    n: int  # samples kept
+    rejected: int  # slow outliers dropped
+
+
+def robust_stats(samples_ms: list[float]) -> Timing:
+    """Median and spread after dropping samples slower than median + 3 * 1.4826 * MAD."""
+    med = statistics.median(samples_ms)
+    mad = 1.4826 * statistics.median(abs(s - med) for s in samples_ms)
+    limit = med + 3 * max(mad, 0.01 * med)
+    kept = [s for s in samples_ms if s <= limit]
+    std = statistics.pstdev(kept) if len(kept) > 1 else 0.0
+    return Timing(statistics.median(kept), std, len(kept), len(samples_ms) - len(kept))
+
+
+def measure_interleaved(calls: Mapping[str, Callable[[], object]], rounds: int = 5, warmup: int = 2,
+                        min_sample_s: float = 0.02, sync: Callable[[], None] = lambda: None,
+                        seed: int = 0, clock: str = "wall") -> dict[str, Timing]:
+    """Time every call, interleaved round by round.
+
+    Args:
+        calls: name -> a zero-argument callable running one forward pass.
+        rounds: samples per call.
+        warmup: untimed calls per candidate first (allocator, caches, lazy initialisation).
+        min_sample_s: a sample repeats the call until it lasts about this long.
+        sync: waits for queued device work (torch.cuda.synchronize on a GPU).
+        seed: seed of the per-round shuffles.
+        clock: "wall" or "thread" (see the module docstring).
+
+    Returns:
+        name -> Timing, in milliseconds per call.
+    """
+    now = CLOCKS[clock]
+    numbers: dict[str, int] = {}
+    for name, call in calls.items():
+        for _ in range(warmup):
+            call()
+        sync()
+        start = now()
+        call()
+        sync()
+        once = max(now() - start, 1e-6)
+        numbers[name] = max(1, min(1000, math.ceil(min_sample_s / once)))
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    order = list(calls)
+    rng = random.Random(seed)
+    for _ in range(rounds):
+        rng.shuffle(order)
+        for name in order:
+            call, number = calls[name], numbers[name]
+            start = now()
+            for _ in range(number):
+                call()
+            sync()
+            samples[name].append((now() - start) * 1e3 / number)
+    return {name: robust_stats(s) for name, s in samples.items()}

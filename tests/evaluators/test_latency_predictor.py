@@ -1,0 +1,129 @@
+"""Prediction on real measurements (tiny architectures, 64px images): measured, imported and roofline."""
+
+import pytest
+
+from evaluators.latency import (
+    ImportedPredictor, LutStore, MeasuredPredictor, RooflinePredictor, get_predictor, list_devices,
+)
+from evaluators.latency.predictor import Calibration
+from evaluators.latency.signature import arch_signatures, with_image_size
+from evaluators.latency.store import Entry, Lut
+from evaluators.latency.validate import run_validation, write_scatter
+from nas.errors import UserError
+from search_spaces.presets import get_preset
+from search_spaces.registry import UnknownNameError
+
+
+def _cpu(**kw):
+    return get_predictor("cpu", image_size=64, rounds=3, model_rounds=3, **kw)
+
+
+@pytest.mark.slow
+def test_ensure_measures_only_missing_blocks_and_stores_them(lut_dir, tiny_variants):
+    predictor = _cpu()
+    first = predictor.ensure(tiny_variants[:1])
+    assert first == len({s.key for _, s in predictor.signatures(tiny_variants[0])})
+    assert predictor.ensure(tiny_variants[:1]) == 0
+    more = predictor.ensure(tiny_variants)
+    assert 0 < more < first * 2  # variants share their ResNet blocks
+    stored = LutStore(lut_dir).load("cpu")
+    assert len(stored.entries) == first + more
+    assert all(e.ms > 0 and e.n >= 1 for e in stored.entries.values())
+    assert stored.fingerprint["threads"] == 1 and stored.fingerprint["cpu"]
+
+
+def test_prediction_is_the_sum_of_blocks_plus_overhead(lut_dir, tiny):
+    predictor = _cpu()
+    uncalibrated = predictor.predict(tiny, calibrate=False)  # measures missing blocks on demand
+    assert not uncalibrated.calibrated and uncalibrated.overhead_ms == 0
+    assert uncalibrated.latency_ms == pytest.approx(sum(b.ms for b in uncalibrated.blocks))
+    assert [b.path for b in uncalibrated.blocks] == [p for p, _ in predictor.signatures(tiny)]
+    assert not uncalibrated.estimate and uncalibrated.device == "cpu"
+
+
+def test_interrupted_build_keeps_measured_chunks_and_resumes(lut_dir, tiny_variants):
+    predictor = _cpu()
+    todo = predictor.missing(tiny_variants)
+    assert len(todo) > 8  # more than one chunk
+
+    def interrupt(done, total):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        predictor.measure_blocks(todo, interrupt)
+    kept = LutStore(lut_dir).load("cpu").entries
+    assert 0 < len(kept) < len(todo)
+    resumed = _cpu()
+    assert len(resumed.missing(tiny_variants)) == len(todo) - len(kept)
+    assert resumed.ensure(tiny_variants) == len(todo) - len(kept)
+
+
+def test_calibration_fit():
+    exact = Calibration.fit([("a", 10.0, 12.0), ("b", 20.0, 22.0), ("c", 40.0, 42.0)])
+    assert exact.scale == pytest.approx(1.0) and exact.offset_ms == pytest.approx(2.0)
+    two_points = Calibration.fit([("a", 10.0, 11.0), ("b", 20.0, 23.0)])
+    assert two_points.scale == 1.0 and two_points.offset_ms == pytest.approx(2.0)
+    assert Calibration.fit([("a", 10.0, 9.0)]).overhead(10.0) == pytest.approx(-1.0)
+
+
+@pytest.mark.slow
+def test_calibrated_prediction_tracks_end_to_end_measurement(lut_dir, tiny_variants, tmp_path):
+    predictor = _cpu()
+    cal = predictor.calibrate(tiny_variants)
+    assert len(cal.points) == 3
+    assert predictor.predict(tiny_variants[0], calibrate=False).calibrated
+    held_out = [tiny_variants[0].replace(ff_mult=3), tiny_variants[0].replace(ff_activation="swish", ff_mult=2)]
+    info = run_validation(predictor, held_out)
+    assert info.n == 2 and info.mape < 60  # loose: tiny models on a shared machine; benchmarks hold the real bar
+    html = write_scatter(info, tmp_path / "v.html")
+    assert "plotly" in html.read_text()[:5000].lower()
+    reloaded = _cpu()  # calibration is stored with the LUT
+    assert reloaded.calibration() == predictor.calibration()
+
+
+def test_onnxruntime_backend_measures_blocks(lut_dir, tiny):
+    predictor = get_predictor("onnxruntime", image_size=64, rounds=2)
+    assert isinstance(predictor, MeasuredPredictor)
+    result = predictor.predict(tiny, calibrate=False)
+    assert all(b.ms > 0 for b in result.blocks)
+    assert LutStore(lut_dir).load("onnxruntime").fingerprint["provider"] == "CPUExecutionProvider"
+
+
+def test_imported_lut_names_missing_blocks(lut_dir, tiny):
+    sigs = arch_signatures(with_image_size(tiny, 64))
+    keys = list(dict.fromkeys(s.key for _, s in sigs))
+    store = LutStore(lut_dir)
+    store.save(Lut("phone", "imported", {"device": "phone"}, {}, {k: Entry(2.0, 0.0, 0) for k in keys[1:]}))
+    predictor = get_predictor("phone", image_size=64)
+    assert isinstance(predictor, ImportedPredictor)
+    missing_path = next(p for p, s in sigs if s.key == keys[0])
+    with pytest.raises(UserError, match=f"lacks 1 block.*{missing_path}"):
+        predictor.predict(tiny)
+    store.save(Lut("phone", "imported", {"device": "phone"}, {}, {k: Entry(2.0, 0.0, 0) for k in keys}))
+    assert get_predictor("phone", image_size=64).predict(tiny).latency_ms == pytest.approx(2.0 * len(sigs))
+
+
+def test_roofline_profiles_are_labelled_estimates_and_rank_presets():
+    for name in ("iphone15pro", "pixel8"):
+        predictor = get_predictor(name)
+        assert isinstance(predictor, RooflinePredictor)
+        sd, md = (predictor.predict(get_preset(p)) for p in ("sd15", "mobilediffusion"))
+        assert sd.estimate and md.estimate
+        assert sd.latency_ms > md.latency_ms > 0
+    assert get_predictor("iphone15pro").predict(get_preset("sd15")).latency_ms < \
+        get_predictor("iphone14pro").predict(get_preset("sd15")).latency_ms
+
+
+def test_unknown_device_fails_loudly(lut_dir):
+    with pytest.raises(UnknownNameError, match="known: .*cpu.*iphone15pro"):
+        get_predictor("nokia3310")
+    with pytest.raises(UserError, match="bad device name"):
+        get_predictor("../etc")
+    assert {d.kind for d in list_devices()} == {"measured", "roofline"}
+
+
+def test_bad_image_size_and_threads(lut_dir):
+    with pytest.raises(UserError, match="image-size"):
+        get_predictor("cpu", image_size=100)
+    with pytest.raises(UserError, match="threads"):
+        get_predictor("cpu", threads=0)
