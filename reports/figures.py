@@ -1,0 +1,121 @@
+"""Draw step of the report: Plotly figures from the section infos (no computation beyond layout)."""
+
+from __future__ import annotations
+
+import html
+from collections import OrderedDict
+
+import plotly.graph_objects as go
+
+from reports.sections import (
+    AblationInfo, ArchitectureInfo, FrontInfo, HypervolumeInfo, ImportanceInfo, ParallelInfo,
+)
+
+FADED = "rgba(120, 120, 140, 0.35)"
+FRONT = "#d62728"
+KNEE = "#1f77b4"
+LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=50), height=420)
+
+
+def _hover(text: str) -> str:
+    return html.escape(text).replace("\n", "<br>")
+
+
+def front_figure(info: FrontInfo, knee_number: int) -> go.Figure:
+    """2-D or 3-D scatter: dominated trials faded, Pareto trials joined, presets labelled, knee ringed."""
+    three = len(info.axes) == 3
+    fig = go.Figure()
+    by_number = {p.number: p for p in info.points}
+    for pareto in (False, True):
+        pts = [p for p in info.points if p.pareto == pareto]
+        if pareto and not three:
+            pts = [by_number[n] for n in info.line]
+        if not pts:
+            continue
+        coords = {k: [p.values[i] for p in pts] for i, k in enumerate("xyz"[: len(info.axes)])}
+        common = dict(
+            name="Pareto front" if pareto else "dominated", text=[html.escape(p.preset) for p in pts],
+            hovertext=[_hover(p.hover) for p in pts], hovertemplate="%{hovertext}<extra></extra>",
+            mode=("lines+markers+text" if pareto and not three else "markers+text"), textposition="top center")
+        if three:
+            fig.add_trace(go.Scatter3d(**coords, **common, marker=dict(size=5, color=FRONT if pareto else FADED)))
+        else:
+            ring = [3 if p.number == knee_number else 0 for p in pts]
+            fig.add_trace(go.Scatter(**coords, **common, line=dict(color=FRONT), marker=dict(
+                size=10, color=FRONT if pareto else FADED, line=dict(width=ring, color=KNEE))))
+    if three:
+        fig.update_layout(scene=dict(xaxis_title=info.labels[0], yaxis_title=info.labels[1], zaxis_title=info.labels[2]))
+    else:
+        knee = by_number.get(knee_number)
+        if knee is not None and knee.pareto:
+            fig.add_annotation(x=knee.values[0], y=knee.values[1], text="knee", showarrow=True, arrowhead=2, ax=30, ay=30)
+        fig.update_layout(xaxis_title=info.labels[0], yaxis_title=info.labels[1])
+    title = " vs ".join(reversed(info.labels)) if not three else "3-objective front"
+    fig.update_layout(title=title, **LAYOUT)
+    return fig
+
+
+def hypervolume_figure(info: HypervolumeInfo) -> go.Figure:
+    fig = go.Figure(go.Scatter(x=info.numbers, y=info.values, mode="lines+markers", name="hypervolume",
+                               line=dict(shape="hv")))
+    fig.update_layout(title="Hypervolume of the front found so far", xaxis_title="trial number",
+                      yaxis_title="hypervolume (normalised)", **LAYOUT)
+    return fig
+
+
+def parallel_figure(info: ParallelInfo, colour_label: str) -> go.Figure:
+    dims = []
+    for axis in info.axes:
+        dims.append(dict(label=html.escape(axis.name), values=axis.values, tickvals=[t[0] for t in axis.ticks],
+                         ticktext=[html.escape(t[1]) for t in axis.ticks]))
+    fig = go.Figure(go.Parcoords(dimensions=dims, line=dict(color=info.colour, colorscale="Viridis", showscale=True,
+                                                             colorbar=dict(title=colour_label))))
+    fig.update_layout(title=f"Design dimensions of complete trials, coloured by {colour_label}",
+                      template="plotly_white", margin=dict(l=60, r=60, t=80, b=40), height=460)
+    return fig
+
+
+def importance_figure(infos: list[ImportanceInfo], top: int = 15) -> go.Figure:
+    """Horizontal bars per objective for the `top` dimensions most important to any objective."""
+    fig = go.Figure()
+    params = sorted({p for i in infos for p in i.importances},
+                    key=lambda p: -max(i.importances.get(p, 0.0) for i in infos))[:top]
+    for info in infos:
+        if info.importances:
+            fig.add_trace(go.Bar(y=params, x=[info.importances.get(p, 0.0) for p in params], orientation="h",
+                                 name=html.escape(info.objective)))
+    fig.update_layout(title=f"Design-dimension importances per objective (top {len(params)})", barmode="group",
+                      xaxis_title="importance", template="plotly_white", margin=dict(l=140, r=20, t=50, b=50),
+                      height=max(320, 22 * len(params) * max(1, len(fig.data)) // 2 + 120),
+                      yaxis=dict(autorange="reversed"))
+    return fig
+
+
+def latency_figure(info: ArchitectureInfo) -> go.Figure:
+    """Per-block latency, one bar per block in forward order, coloured by UNet part."""
+    parts: OrderedDict[str, list] = OrderedDict()
+    for path, part, ms in info.blocks:
+        parts.setdefault(part, []).append((path, ms))
+    fig = go.Figure()
+    for part, blocks in parts.items():
+        fig.add_trace(go.Bar(x=[html.escape(p) for p, _ in blocks], y=[ms for _, ms in blocks], name=part))
+    total = sum(ms for _, _, ms in info.blocks)
+    fig.update_layout(title=f"Trial {info.number}: latency per block (sum {total:.1f} ms)", yaxis_title="ms",
+                      xaxis=dict(categoryorder="array", categoryarray=[html.escape(p) for p, _, _ in info.blocks],
+                                 tickangle=-60, tickfont=dict(size=9)),
+                      template="plotly_white", margin=dict(l=60, r=20, t=50, b=160), height=420)
+    return fig
+
+
+def ablation_figure(info: AblationInfo) -> go.Figure:
+    """FID per ablation step with its interval, one series per mode (cumulative / leave-one-out)."""
+    table = info.table
+    mode_col = "mode" if "mode" in table.columns else None
+    fig = go.Figure()
+    groups = table.groupby(mode_col, sort=False) if mode_col else [("steps", table)]
+    for mode, rows in groups:
+        err = rows["fid_ci"].tolist() if "fid_ci" in rows.columns else None
+        fig.add_trace(go.Scatter(x=[html.escape(str(s)) for s in rows["step"]], y=rows["fid"], name=html.escape(str(mode)),
+                                 mode="lines+markers", error_y=dict(type="data", array=err) if err else None))
+    fig.update_layout(title=f"Ablation {html.escape(info.name)}: FID per step", yaxis_title="FID", **LAYOUT)
+    return fig

@@ -1,0 +1,122 @@
+"""Everything a report or an export reads from a run folder, loaded once and checked."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+
+from nas.errors import UserError
+from nas.run_folder import METRIC_DIRECTIONS, RunFolder
+
+METRIC_LABELS = {
+    "fid": "FID", "kid": "KID", "clip_score": "CLIP score", "val_loss": "val loss", "latency_ms": "latency (ms)",
+    "params": "params", "macs": "MACs",
+}
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One objective of the run, in the study's value order."""
+
+    name: str  # a trials-table metric column (fid, clip_score, latency_ms, ...)
+    direction: str  # "minimize" | "maximize"
+
+    @property
+    def maximize(self) -> bool:
+        return self.direction == "maximize"
+
+    @property
+    def label(self) -> str:
+        return f"{METRIC_LABELS.get(self.name, self.name)} {'↑' if self.maximize else '↓'}"
+
+
+@dataclass
+class RunData:
+    """A run folder's manifest, trials and (when reachable) its Optuna study."""
+
+    run: RunFolder  # the folder
+    manifest: dict[str, Any]  # manifest.json
+    trials: pd.DataFrame  # every row of the trials table
+    complete: pd.DataFrame  # COMPLETE rows with every objective value present, indexed by trial number
+    objectives: list[Objective]  # in the study's value order
+    study: optuna.Study | None = None  # None when the storage cannot be opened (see study_error)
+    study_error: str = ""  # why the study could not be loaded
+    design_columns: list[str] = field(default_factory=list)  # the `p_<dimension>` columns
+
+    def count(self, state: str) -> int:
+        return int((self.trials["state"] == state).sum()) if len(self.trials) else 0
+
+    def trial_metrics(self, number: int) -> dict[str, Any]:
+        """The trial's metrics.json (empty when missing or unreadable)."""
+        path = self.run.trial_dir(number) / "metrics.json"
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def grid_path(self, number: int) -> Path | None:
+        """The trial's sample grid PNG, if the table names one that exists."""
+        rel = self.complete.loc[number].get("sample_grid") if number in self.complete.index else None
+        if not isinstance(rel, str) or not rel:
+            return None
+        path = self.run.path / rel
+        return path if path.is_file() else None
+
+
+def _objectives(manifest: dict[str, Any], path: Path) -> list[Objective]:
+    raw = manifest.get("objectives")
+    if not isinstance(raw, list) or not raw:
+        raise UserError(f"{path}: the run manifest lists no objectives")
+    out = []
+    for item in raw:
+        name = item.get("name") if isinstance(item, dict) else item
+        if name not in METRIC_DIRECTIONS:
+            raise UserError(f"{path}: unknown objective {name!r} in the run manifest")
+        direction = item.get("direction", METRIC_DIRECTIONS[name]) if isinstance(item, dict) else METRIC_DIRECTIONS[name]
+        out.append(Objective(name, direction))
+    return out
+
+
+def _load_study(manifest: dict[str, Any]) -> tuple[optuna.Study | None, str]:
+    storage, name = manifest.get("storage"), manifest.get("study_name")
+    if not storage or not name:
+        return None, "the manifest names no study storage"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.load_study(study_name=name, storage=storage), ""
+    except Exception as err:  # storage drivers raise many types (KeyError, OperationalError, ...)
+        return None, f"study {name!r} could not be loaded from {storage}: {type(err).__name__}: {err}"
+
+
+def load_run(path: str | Path, need_study: bool = True) -> RunData:
+    """Open a run folder for reporting or export.
+
+    Raises:
+        UserError: not a run folder, or a run without a single complete trial.
+    """
+    run = RunFolder.open(path)
+    manifest = run.manifest()
+    objectives = _objectives(manifest, run.path)
+    trials = run.read_trials()
+    if "state" in trials.columns and len(trials):
+        complete = trials[trials["state"] == "COMPLETE"]
+        complete = complete.dropna(subset=[o.name for o in objectives if o.name in complete.columns])
+        missing = [o.name for o in objectives if o.name not in complete.columns]
+        if missing:
+            raise UserError(f"{run.path}: the trials table has no column for objective(s) {', '.join(missing)}")
+    else:
+        complete = trials.iloc[0:0]
+    if complete.empty:
+        states = trials["state"].value_counts().to_dict() if "state" in trials.columns else {}
+        detail = ", ".join(f"{n} {s.lower()}" for s, n in states.items()) or "no trials"
+        raise UserError(f"{run.path}: the run has no complete trial to report ({detail})")
+    complete = complete.set_index("number", drop=False).sort_index()
+    study, error = _load_study(manifest) if need_study else (None, "not loaded")
+    design = [c for c in trials.columns if c.startswith("p_")]
+    return RunData(run, manifest, trials, complete, objectives, study, error, design)

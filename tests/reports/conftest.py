@@ -1,0 +1,265 @@
+"""Run folders built from real parts, for the report and export tests (reusable by the search tests).
+
+`build_run(path, ...)` writes what `nas search` leaves behind, through the run-folder API:
+- configs: real samples of `unet_mobile` (Optuna RandomSampler by seed) plus real presets as warm starts;
+- params / MACs: `evaluators.cost.analytic_cost`; latency and per-block breakdown: the real roofline
+  predictor of a phone profile (an ESTIMATE, labelled so in the manifest);
+- a real Optuna study in SQLite inside the folder, one trial per table row with the same number, params
+  from `space.params_of(config)` and the objective values in manifest order;
+- sample grids: real PNGs drawn with Pillow.
+
+QUALITY NUMBERS ARE NOT MEASURED. `fid`, `kid`, `clip_score` and `val_loss` come from `synthetic_quality`,
+a cheap deterministic function of the config (bigger, more attention -> better), so that fronts have a
+realistic shape. They are never presented as measured FIDs: the manifest's evaluator says so.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import queue
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Sequence
+
+import optuna
+import pytest
+from PIL import Image, ImageDraw
+
+from evaluators.cost import analytic_cost
+from evaluators.latency import get_predictor
+from nas.run_folder import METRIC_DIRECTIONS, RunFolder
+from search_spaces.config import ArchConfig
+from search_spaces.presets import get_preset
+from search_spaces.space import get_space
+
+SPACE = "unet_mobile"
+CAPTIONS = ("a red circle top left", "two blue squares", "a small <b>green</b> triangle & friends",
+            "a large yellow circle")
+
+
+def synthetic_quality(config: ArchConfig, macs: int) -> dict[str, float]:
+    """Stand-in quality metrics (NOT measured): a smooth function of compute and transformer count."""
+    transformers = sum(lv.transformer_depth * (lv.down_res + lv.up_res) for lv in config.levels)
+    transformers += config.mid.transformer_depth * max(config.mid.num_res - 1, 0)
+    capacity = macs / 4e10 + 0.2 * transformers
+    fid = 11.0 + 30.0 * math.exp(-capacity / 6.0) + (1.5 if config.attn_activation == "relu" else 0.0)
+    clip = 0.33 - 0.09 * math.exp(-transformers / 8.0) - 0.002 * (4 - config.ff_mult)
+    return {"fid": round(fid, 4), "kid": round(fid / 1000.0, 6), "clip_score": round(clip, 5),
+            "val_loss": round(0.1 + fid / 200.0, 5)}
+
+
+def draw_grid(path: Path, config: ArchConfig, captions: Sequence[str]) -> None:
+    """A 2x2 grid of 64px tiles (shapes coloured from the arch id), each labelled with its caption."""
+    seed = int(config.arch_id[:6], 16)
+    image = Image.new("RGB", (2 * 128, 2 * 140), "white")
+    draw = ImageDraw.Draw(image)
+    for k, caption in enumerate(captions[:4]):
+        x, y = (k % 2) * 128, (k // 2) * 140
+        colour = ((seed >> (3 * k)) % 256, (seed >> (5 + k)) % 256, (seed >> (9 + 2 * k)) % 256)
+        draw.rectangle((x + 4, y + 4, x + 124, y + 124), fill=(30, 30, 40))
+        draw.ellipse((x + 24 + 8 * k, y + 24, x + 100, y + 100 - 8 * k), fill=colour)
+        draw.text((x + 4, y + 126), caption[:20], fill="black")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+
+
+def _distributions(space, params: dict) -> dict:
+    dims = {d.name: d for d in space.dimensions()}
+    return {name: optuna.distributions.CategoricalDistribution(dims[name].choices) for name in params}
+
+
+def build_run(path: Path, n_random: int = 10, n_failed: int = 2, presets: Sequence[str] = ("sd15", "mobilediffusion"),
+              objectives: Sequence[str] = ("fid", "clip_score", "latency_ms"), seed: int = 0,
+              device: str = "iphone15pro", name: str = "demo <run> & co",
+              extra: Sequence[ArchConfig] = ()) -> RunFolder:
+    """A finished run folder at `path` (see the module docstring for what is real and what is not).
+
+    `extra` configs outside the space (e.g. small ones for fast ONNX tests) are added last as complete
+    trials without design parameters.
+    """
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = get_space(SPACE)
+    predictor = get_predictor(device)
+    run = RunFolder(path)
+    study_name = "search"
+    storage = run.default_storage()
+    directions = [METRIC_DIRECTIONS[o] for o in objectives]
+    path.mkdir(parents=True, exist_ok=True)
+    study = optuna.create_study(study_name=study_name, storage=storage, directions=directions)
+    arch = [(name, get_preset(name)) for name in presets]
+    sampled = space.sample_random(n_random + n_failed, seed) if n_random + n_failed else []
+    arch += [("", c) for c in sampled[n_failed:]] + [("", c) for c in extra] + [("", c) for c in sampled[:n_failed]]
+    rows = []
+    for number, (preset, config) in enumerate(arch):
+        params = space.params_of(config) if space.contains(config) else {}
+        p_cols = {f"p_{k}": (str(v) if isinstance(v, bool) else v) for k, v in params.items()}
+        failed = number >= len(arch) - n_failed
+        row = {"number": number, "arch_id": config.arch_id, "preset": preset, "cached": False,
+               "config_json": config.to_json(indent=None), **p_cols}
+        if failed:
+            study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, params=params,
+                                                      distributions=_distributions(space, params)))
+            rows.append(row | {"state": "FAIL", "failure_reason": "RuntimeError: proxy training diverged (NaN loss)",
+                               "sample_grid": ""})
+            continue
+        cost = analytic_cost(config)
+        prediction = predictor.predict(config)
+        metrics = {"params": cost.params, "macs": cost.macs, "macs_no_attention": cost.macs_no_attention,
+                   "latency_ms": prediction.latency_ms, **synthetic_quality(config, cost.macs)}
+        study.add_trial(optuna.trial.create_trial(
+            params=params, distributions=_distributions(space, params), values=[metrics[o] for o in objectives]))
+        grid = f"trials/{number:04d}/samples.png"
+        draw_grid(path / grid, config, CAPTIONS)
+        row |= metrics | {"state": "COMPLETE", "failure_reason": "", "sample_grid": grid, "seconds_train": 1.0,
+                          "seconds_sample": 0.5, "seconds_score": 0.2, "seconds_latency": 0.01, "seconds_total": 1.71}
+        blocks = [{"path": b.path, "key": b.key, "ms": b.ms} for b in prediction.blocks]
+        (run.trial_dir(number) / "metrics.json").write_text(
+            json.dumps(row | {"latency_blocks": blocks, "captions": list(CAPTIONS)}, default=str))
+        rows.append(row)
+    run.write_trials(rows)
+    manifest = {
+        "name": name, "command": f"nas search --space {SPACE} --run-dir {path}", "space": SPACE,
+        "objectives": [{"name": o, "direction": METRIC_DIRECTIONS[o]} for o in objectives],
+        "sampler": "nsga2", "seed": seed, "n_trials": len(arch),
+        "constraints": {"latency_budget_ms": None, "max_params": None},
+        "storage": storage, "study_name": study_name,
+        "latency": {"device": device, "image_size": 512, "fingerprint": f"roofline:{device}", "estimate": True},
+        "evaluator": {"source": "domain", "note": "test fixture: quality values are synthetic, not measured"},
+        "budget": {"train_steps": 400},
+        "provenance": {"versions": {"optuna": optuna.__version__}, "cpu": "test cpu", "created": "2026-11-27T10:00:00+00:00"},
+    }
+    RunFolder.create(path, manifest)
+    return run
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory) -> RunFolder:
+    """One finished 3-objective run (2 presets, 10 random designs, 2 failed), shared read-only by tests."""
+    return build_run(tmp_path_factory.mktemp("runs") / "demo")
+
+
+@pytest.fixture(scope="session")
+def two_objective_run(tmp_path_factory) -> RunFolder:
+    """A 2-objective run (FID, latency) without presets."""
+    return build_run(tmp_path_factory.mktemp("runs") / "two", n_random=6, n_failed=0, presets=(),
+                     objectives=("fid", "latency_ms"), seed=3)
+
+
+# ---------------------------------------------------------------------------------------------- headless browser
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+    # WebGL (3-D scatter, parallel coordinates) through the software rasteriser, as on a machine without a GPU
+    "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+)
+
+
+def _high_fd(fd: int) -> int:
+    """Move `fd` to a number >= 10 so that the shell's `3<&N 4>&M` cannot clobber it."""
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD, 10)
+    os.close(fd)
+    return high
+
+
+class DevTools:
+    """A minimal Chrome DevTools Protocol client over `--remote-debugging-pipe` (fds 3 and 4, NUL-framed JSON).
+
+    No websocket library is needed and no port is opened. Every event is kept in `events`.
+    """
+
+    def __init__(self, profile_dir: Path):
+        profile_dir.mkdir(parents=True, exist_ok=True)
+        self.log = profile_dir / "chromium-stderr.log"  # browser noise (dbus) goes here, not into a pipe
+        to_browser_r, self._to_browser = map(_high_fd, os.pipe())
+        self._from_browser, from_browser_w = map(_high_fd, os.pipe())
+        # bash (dash has no fds > 9) moves our pipe ends to the fds 3 and 4 the browser expects, then becomes the browser
+        script = f'exec "$0" "$@" 3<&{to_browser_r} 4>&{from_browser_w}'
+        self.proc = subprocess.Popen(
+            ["/bin/bash", "-c", script, CHROMIUM, *CHROMIUM_FLAGS, "--remote-debugging-pipe",
+             f"--user-data-dir={profile_dir}", "about:blank"],
+            pass_fds=(to_browser_r, from_browser_w), stdout=subprocess.DEVNULL, stderr=self.log.open("wb"))
+        os.close(to_browser_r)
+        os.close(from_browser_w)
+        self.events: list[dict] = []
+        self._replies: "queue.Queue[dict]" = queue.Queue()
+        self._next_id = 0
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        buffer = b""
+        while chunk := os.read(self._from_browser, 1 << 16):
+            buffer += chunk
+            *messages, buffer = buffer.split(b"\0")
+            for raw in messages:
+                msg = json.loads(raw)
+                (self._replies.put if "id" in msg else self.events.append)(msg)
+
+    def call(self, method: str, session: str | None = None, timeout: float = 30.0, **params) -> dict:
+        self._next_id += 1
+        msg = {"id": self._next_id, "method": method, "params": params} | ({"sessionId": session} if session else {})
+        os.write(self._to_browser, json.dumps(msg).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = self._replies.get(timeout=max(0.01, deadline - time.monotonic()))
+            if reply["id"] == self._next_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+
+    def wait_event(self, method: str, timeout: float = 60.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for event in self.events:
+                if event.get("method") == method:
+                    return event
+            time.sleep(0.05)
+        raise TimeoutError(f"no {method} event within {timeout} s")
+
+    def console_errors(self) -> list[str]:
+        """Uncaught exceptions, console.error/assert calls and error-level log entries seen so far."""
+        out = []
+        for e in self.events:
+            method, params = e.get("method"), e.get("params", {})
+            if method == "Runtime.exceptionThrown":
+                details = params["exceptionDetails"]
+                out.append(f"exception: {details.get('exception', {}).get('description') or details.get('text')}")
+            elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
+                out.append("console.error: " + " ".join(str(a.get("value", a.get("description"))) for a in params["args"]))
+            elif method == "Log.entryAdded" and params["entry"].get("level") == "error":
+                out.append(f"log: {params['entry'].get('text')} ({params['entry'].get('url', '')})")
+        return out
+
+    def close(self) -> None:
+        try:
+            self.call("Browser.close", timeout=10)
+        except (RuntimeError, queue.Empty, OSError):
+            pass
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self._to_browser)
+
+
+@pytest.fixture
+def devtools(tmp_path):
+    """A headless Chromium driven over the DevTools pipe (skips when no chromium binary is installed)."""
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium); the browser test needs it")
+    browser = DevTools(tmp_path / "chromium-profile")
+    yield browser
+    browser.close()
+
+
+@pytest.fixture(scope="session")
+def run_builder():
+    """`build_run` itself, for tests that need a run folder of their own shape."""
+    return build_run

@@ -1,0 +1,180 @@
+"""Info objects of every report section, checked without a browser (quality values are synthetic: conftest)."""
+
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from reports.pareto import knee, losses, nondominated, pareto_numbers
+from reports.run_data import Objective, load_run
+from reports.sections import compute_report, header_info, hypervolume_info, importance_infos
+
+
+@pytest.fixture(scope="module")
+def data(finished_run):
+    return load_run(finished_run.path)
+
+
+@pytest.fixture(scope="module")
+def info(data):
+    return compute_report(data)
+
+
+def test_nondominated_on_known_points():
+    loss = np.array([[1, 5], [2, 2], [5, 1], [3, 3], [2, 2], [6, 6]], dtype=float)
+    assert nondominated(loss).tolist() == [True, True, True, False, True, False]
+
+
+def test_knee_is_closest_to_ideal_after_normalising():
+    frame = pd.DataFrame({"fid": [10.0, 20.0, 13.0, 30.0], "clip_score": [0.30, 0.31, 0.33, 0.34]}, index=[4, 7, 9, 11])
+    objs = [Objective("fid", "minimize"), Objective("clip_score", "maximize")]
+    # normalised (fid, -clip): 4 -> (0, 1), 7 -> (.5, .75), 9 -> (.15, .25), 11 -> (1, 0): trial 9 is closest
+    assert knee(frame, objs) == 9
+    assert knee(frame.iloc[[0, 3]], objs) == 4  # a tie goes to the lower trial number
+
+
+def test_header_reports_provenance(data):
+    h = header_info(data)
+    assert (h.n_complete, h.n_failed, h.n_other) == (12, 2, {})
+    assert h.latency_estimate and h.device == "iphone15pro" and h.lut == "roofline:iphone15pro"
+    assert h.objectives == ["FID ↓", "CLIP score ↑", "latency (ms) ↓"]
+    assert (h.space, h.sampler, h.seed, h.feature_source) == ("unet_mobile", "nsga2", 0, "domain")
+    assert h.notes == []
+
+
+def test_pareto_set_is_optunas_and_matches_the_table(data, info):
+    best = sorted(t.number for t in data.study.best_trials)
+    assert sorted(r.number for r in info.pareto.rows) == best == pareto_numbers(data)
+    mask = nondominated(losses(data.complete, data.objectives))
+    assert best == sorted(int(n) for n in data.complete.index[mask])
+    assert info.pareto.source == "optuna study.best_trials"
+    knees = [r for r in info.pareto.rows if r.knee]
+    assert len(knees) == 1 and knees[0].number == info.pareto.knee_number
+    assert all(r.metrics["params"] and r.metrics["latency_ms"] and r.design for r in info.pareto.rows)
+
+
+def test_two_d_fronts_fade_dominated_and_join_pareto(data, info):
+    assert [f.axes for f in info.fronts_2d] == [("latency_ms", "fid"), ("latency_ms", "clip_score")]
+    for front, sign in zip(info.fronts_2d, (1, -1)):
+        assert len(front.points) == len(data.complete)
+        pareto = [p for p in front.points if p.pareto]
+        for p in front.points:
+            if not p.pareto:  # each faded point is dominated by a Pareto point
+                assert any(q.values[0] <= p.values[0] and sign * q.values[1] <= sign * p.values[1] for q in pareto)
+        xs = [next(p for p in pareto if p.number == n).values[0] for n in front.line]
+        assert xs == sorted(xs) and set(front.line) == {p.number for p in pareto}
+        assert {p.preset for p in front.points} >= {"sd15", "mobilediffusion"}
+        assert all(data.complete.loc[p.number, "arch_id"] in p.hover for p in front.points)
+    assert info.front_3d is not None and info.front_3d.axes == ("fid", "clip_score", "latency_ms")
+    assert sorted(info.front_3d.line) == sorted(r.number for r in info.pareto.rows)
+
+
+def test_hypervolume_never_decreases(info, data):
+    hv = info.hypervolume
+    assert hv.numbers == sorted(data.complete.index)
+    assert all(b >= a - 1e-12 for a, b in zip(hv.values, hv.values[1:])) and hv.values[-1] > hv.values[0] > 0
+
+
+def test_parallel_coordinates_cover_design_dimensions(info, data):
+    names = [a.name for a in info.parallel.axes]
+    assert "num_levels" in names and "attn_activation" in names and len(names) == len(data.design_columns)
+    attn = next(a for a in info.parallel.axes if a.name == "attn_activation")
+    assert [t[1] for t in attn.ticks] == ["relu", "softmax"] and set(attn.values) <= {0.0, 1.0}
+    assert info.parallel.colour_by == "fid" and len(info.parallel.colour) == len(data.complete)
+
+
+def test_importances_per_objective(info, data):
+    assert [i.objective for i in info.importances] == ["FID ↓", "CLIP score ↑", "latency (ms) ↓"]
+    dims = {c[2:] for c in data.design_columns}
+    for imp in info.importances:
+        assert imp.importances and set(imp.importances) <= dims
+        assert sum(imp.importances.values()) == pytest.approx(1.0)
+        assert list(imp.importances.values()) == sorted(imp.importances.values(), reverse=True)
+
+
+def test_importances_with_too_few_trials_say_why(tmp_path, run_builder):
+    few = load_run(run_builder(tmp_path / "few", n_random=1, n_failed=1, presets=("sd15", "bk_sdm_tiny")).path)
+    infos = importance_infos(few)
+    assert all(not i.importances and "only 3 complete trials" in i.note for i in infos)
+
+
+def test_architectures_have_grids_and_block_latency(info, data):
+    assert [a.number for a in info.architectures] == [r.number for r in info.pareto.rows]
+    for arch in info.architectures:
+        import base64
+        image = Image.open(io.BytesIO(base64.b64decode(arch.grid_png)))
+        assert image.size == (256, 280)
+        assert sum(ms for _, _, ms in arch.blocks) == pytest.approx(data.complete.loc[arch.number, "latency_ms"])
+        assert {part for _, part, _ in arch.blocks} >= {"stem", "level0"}
+        assert "a small <b>green</b> triangle & friends" in arch.captions
+
+
+def test_ablation_section_reads_tables(tmp_path, finished_run):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run.path, run)
+    (run / "ablation").mkdir()
+    table = pd.DataFrame({"step": ["sd15", "no_self_attention_64"], "mode": ["cumulative"] * 2,
+                          "params": [859520964, 845000000], "latency_ms": [1001.3, 930.0], "fid": [14.3, 14.9],
+                          "fid_ci": [0.4, 0.5], "clip_score": [0.318, 0.316], "clip_score_ci": [0.002, 0.003]})
+    table.to_csv(run / "ablation" / "mobilediffusion.csv", index=False)
+    (run / "ablation" / "broken.csv").write_text("not,an\nablation,table\n")
+    info = compute_report(load_run(run))
+    assert [a.name for a in info.ablations] == ["mobilediffusion"] and info.ablations[0].has_fid
+    assert any("broken.csv" in n for n in info.notes)
+
+
+def test_missing_study_falls_back_to_the_table(tmp_path, finished_run):
+    import shutil
+
+    run = tmp_path / "moved"
+    shutil.copytree(finished_run.path, run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["storage"] = f"sqlite:///{tmp_path / 'gone' / 'study.db'}"
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    data = load_run(run)
+    info = compute_report(data)
+    assert data.study is None and "could not be loaded" in info.header.notes[0]
+    assert info.pareto.source == "trials table" and info.pareto.rows
+    assert all("study could not be loaded" in i.note for i in info.importances)
+
+
+def test_hypervolume_two_objectives(two_objective_run):
+    data = load_run(two_objective_run.path)
+    hv = hypervolume_info(data)
+    assert len(hv.values) == 6 and hv.values[-1] <= 1.1 ** 2
+    assert compute_report(data).front_3d is None
+
+
+def test_parallel_axis_of_mixed_choices():
+    from reports.sections import _axis
+
+    ch = _axis("channels_3", pd.Series([1280.0, None, 1024.0, 1280.0]))
+    assert ch.values == [1.0, -1.0, 0.0, 1.0] and ch.ticks == [(-1.0, "n/a"), (0.0, "1024"), (1.0, "1280")]
+    flag = _axis("shared_kv", pd.Series([True, False, True], dtype=object))
+    assert flag.values == [1.0, 0.0, 1.0] and [t[1] for t in flag.ticks] == ["False", "True"]
+
+
+def test_cost_only_run_draws_its_own_front(tmp_path, run_builder):
+    run = run_builder(tmp_path / "cost", n_random=4, n_failed=0, presets=("sd15",), objectives=("latency_ms", "params"))
+    info = compute_report(load_run(run.path))
+    assert [f.axes for f in info.fronts_2d] == [("latency_ms", "params"), ("latency_ms", "fid"),
+                                                ("latency_ms", "clip_score")]
+
+
+def test_header_counts_stale_and_running_trials(tmp_path, finished_run):
+    import shutil
+
+    from nas.run_folder import RunFolder
+
+    shutil.copytree(finished_run.path, tmp_path / "run")
+    run = RunFolder(tmp_path / "run")
+    rows = run.read_trials().to_dict("records")
+    run.write_trials(rows + [{"number": 90, "state": "STALE", "failure_reason": "driver killed"},
+                             {"number": 91, "state": "RUNNING"}])
+    h = header_info(load_run(run.path))
+    assert (h.n_complete, h.n_failed, h.n_other) == (12, 2, {"STALE": 1, "RUNNING": 1})
