@@ -1,0 +1,181 @@
+"""One proxy trial end to end: train the proxy of an architecture, sample, score. The search calls this."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from evaluators.data import CaptionedImages, load_dataset
+from evaluators.quality import get_quality_evaluator
+from evaluators.training.budget import Budget
+from evaluators.training.diffusion import heldout_loss, sample, train_scheduler
+from evaluators.training.grid import write_grid
+from evaluators.training.model import build_proxy_model
+from evaluators.training.text_encoder import tokenize
+from evaluators.training.train import train
+from nas.errors import UserError
+from search_spaces.config import ArchConfig
+from search_spaces.proxy import to_proxy
+
+
+@dataclass
+class TrialResult:
+    """The outcome of one proxy trial; metrics are None when the trial failed before producing them."""
+
+    arch_id: str  # id of the full-scale architecture
+    proxy_arch_id: str  # id of its proxy-scale config
+    seed: int  # trial seed (weights, batch order, noise, sampling noise)
+    device: str  # where it ran
+    fid: float | None = None  # FID of the samples against held-out real images (evaluator's features)
+    kid: float | None = None  # KID, same features (less biased at small sample counts)
+    clip_score: float | None = None  # mean image-caption cosine in the evaluator's CLIP space
+    val_loss: float | None = None  # held-out denoising loss (fixed noise and timesteps)
+    train_loss: float | None = None  # mean training loss over the last tenth of the steps
+    steps: int = 0  # optimizer steps completed
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage: setup, train, val, sample, score
+    total_seconds: float = 0.0  # wall clock of the whole trial
+    sample_grid: str | None = None  # labelled sample grid PNG, when an output folder was given
+    proxy_params: int = 0  # parameters of the proxy UNet
+    text_encoder_params: int = 0  # parameters of the conditioning text encoder (same for every arch)
+    loss_curve: list[tuple[int, float]] = field(default_factory=list)  # (step, mean loss of the window)
+    failed: bool = False  # True when the trial ended without metrics
+    failure_reason: str | None = None  # why, in one line
+    evaluator: dict = field(default_factory=dict)  # feature source and models of the quality evaluator
+    data: dict = field(default_factory=dict)  # training and held-out data descriptions
+    budget: dict = field(default_factory=dict)  # the Budget, as a dict
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data."""
+        return dataclasses.asdict(self)
+
+
+@functools.lru_cache(maxsize=4)
+def _data(kind: str, split: str, image_size: int, n: int | None, seed: int, path: str | None) -> CaptionedImages:
+    return load_dataset(kind=kind, split=split, image_size=image_size, n=n, seed=seed, path=path)
+
+
+@functools.lru_cache(maxsize=4)
+def _tokens(captions: tuple[str, ...], context_len: int) -> torch.Tensor:
+    return tokenize(list(captions), context_len)
+
+
+def _loss_curve(losses: list[float], every: int) -> list[tuple[int, float]]:
+    return [(min(i + every, len(losses)), sum(losses[i:i + every]) / len(losses[i:i + every]))
+            for i in range(0, len(losses), every)]
+
+
+def evaluate_arch(config: ArchConfig, budget: Budget = Budget(), seed: int = 0, out_dir: Path | None = None,
+                  evaluator=None, report: Callable[[dict], None] | None = None,
+                  device: str | torch.device = "cpu") -> TrialResult:
+    """Estimate the image quality of an architecture by a short text-to-image training of its proxy.
+
+    Stages: setup (data, tokens, model, evaluator), train (the proxy UNet and its own text encoder),
+    val (held-out denoising loss), sample (one image per held-out caption, few-step sampler with CFG),
+    score (FID, KID, CLIP score against held-out real images). Data and tokens are cached per process,
+    so repeated trials in one worker pay for them once.
+
+    Args:
+        config: the full-scale architecture; it is trained at `budget.scale`.
+        budget: training, sampling and scoring budget.
+        seed: seed of the weights, batch order, noise and sampling noise; with the same seed a CPU trial
+            reproduces its metrics exactly.
+        out_dir: folder for the labelled sample grid PNG (none written when None).
+        evaluator: a quality evaluator with `score(fake, captions, real)` and `info`; None builds the
+            embedded domain evaluator at the budget's image size.
+        report: called during training with {"step", "loss", "lr", "seconds"} every `budget.report_every`
+            steps (progress bars, trial schedulers).
+        device: "cpu" or a CUDA device; CUDA trains in bfloat16 autocast.
+
+    Returns:
+        A TrialResult. A non-finite loss, gradient or sample gives `failed=True` with a `failure_reason`
+        instead of an exception; bad input (budget, data, config) raises.
+
+    Raises:
+        UserError, ConfigError: the budget, data source or proxy config is invalid.
+    """
+    start = time.perf_counter()
+    device = torch.device(device)
+    proxy = to_proxy(config, budget.scale)
+    result = TrialResult(arch_id=config.arch_id, proxy_arch_id=proxy.arch_id, seed=seed, device=str(device),
+                         budget=budget.to_dict())
+    clock = [time.perf_counter()]
+
+    def finish(stage: str) -> None:
+        now = time.perf_counter()
+        result.seconds[stage] = now - clock[0]
+        clock[0] = now
+
+    train_set = _data(budget.data, "train", budget.image_size, budget.n_train, budget.data_seed, budget.data_path)
+    held = _data(budget.data, "heldout", budget.image_size, None, budget.data_seed, budget.data_path)
+    need = max(budget.n_val, budget.n_samples, budget.n_real)
+    if len(held) < need:
+        raise UserError(f"the held-out split has {len(held)} images; the budget needs {need} "
+                        "(lower n_val / n_samples / n_real)")
+    result.data = {"train": train_set.info, "heldout": held.info}
+    train_ids = _tokens(tuple(train_set.captions), proxy.context_len)  # (N, L)
+    held_ids = _tokens(tuple(held.captions), proxy.context_len).to(device)  # (M, L)
+    uncond = tokenize([""], proxy.context_len)[0].to(device)  # (L,)
+    model = build_proxy_model(proxy, train_ids, seed).to(device)
+    result.proxy_params, result.text_encoder_params = model.unet_params, model.text_params
+    if evaluator is None:
+        evaluator = get_quality_evaluator(source="domain", image_size=budget.image_size, device=str(device))
+    result.evaluator = dict(evaluator.info)
+    scheduler = train_scheduler(budget.prediction, budget.beta_schedule)
+    finish("setup")
+
+    try:
+        outcome = train(model, scheduler, train_set.images.to(device), train_ids.to(device), uncond, budget, seed,
+                        report)
+        result.steps = outcome.steps
+        result.loss_curve = _loss_curve(outcome.losses, budget.report_every)
+        if outcome.losses:
+            tail = outcome.losses[-max(1, len(outcome.losses) // 10):]
+            result.train_loss = sum(tail) / len(tail)
+        finish("train")
+        if outcome.failure_reason:
+            return _failed(result, outcome.failure_reason, start)
+        if outcome.ema is not None:
+            outcome.ema.copy_to(model.parameters())
+        model.eval()
+
+        result.val_loss = heldout_loss(model, scheduler, held.images[:budget.n_val].to(device),
+                                       held_ids[:budget.n_val], budget.sample_batch_size)
+        finish("val")
+        if not math.isfinite(result.val_loss):
+            return _failed(result, f"non-finite held-out loss ({result.val_loss})", start)
+
+        captions = held.captions[:budget.n_samples]
+        fake = sample(model, scheduler, held_ids[:budget.n_samples], uncond, kind=budget.sampler,
+                      steps=budget.sample_steps, cfg_scale=budget.cfg_scale, batch_size=budget.sample_batch_size,
+                      image_shape=(proxy.latent_channels, proxy.latent_size, proxy.latent_size),
+                      generator=torch.Generator().manual_seed(seed + 1)).float().cpu()  # (n_samples, 3, S, S)
+    except torch.OutOfMemoryError as err:
+        return _failed(result, f"out of memory: {str(err).splitlines()[0]}", start)
+    if not torch.isfinite(fake).all():
+        finish("sample")
+        return _failed(result, "non-finite values in the generated images", start)
+    if out_dir is not None and budget.grid_images:
+        k = min(budget.grid_images, len(captions))
+        path = Path(out_dir) / f"samples-{config.arch_id}-seed{seed}.png"
+        title = f"arch {config.arch_id}  seed {seed}  {outcome.steps} steps  cfg {budget.cfg_scale}"
+        result.sample_grid = str(write_grid(fake[:k], captions[:k], path, title=title))
+    finish("sample")
+
+    scores = evaluator.score(fake, captions, held.images[:budget.n_real])
+    result.fid, result.kid, result.clip_score = (float(scores[k]) for k in ("fid", "kid", "clip_score"))
+    finish("score")
+    result.total_seconds = time.perf_counter() - start
+    return result
+
+
+def _failed(result: TrialResult, reason: str, start: float) -> TrialResult:
+    result.failed, result.failure_reason = True, reason
+    result.total_seconds = time.perf_counter() - start
+    return result
