@@ -19,6 +19,8 @@ COMMAND_MODULES = (
     "nas.commands.report",
     "nas.commands.export",
     "nas.commands.evaluators",
+    "nas.commands.evaluate",
+    "nas.commands.ablate",
 )
 
 app = typer.Typer(

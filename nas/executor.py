@@ -28,14 +28,15 @@ class Job:
     seed: int  # proxy-training seed
 
 
-def finished_row(run: RunFolder, job: Job) -> dict[str, Any] | None:
-    """The stored row of a job that already finished with the same architecture and seed, else None."""
+def finished_row(run: RunFolder, job: Job, settings: TrialSettings) -> dict[str, Any] | None:
+    """The stored row of a job that already finished with the same architecture, seed and budget, else None."""
     path = run.trial_dir(job.number) / "metrics.json"
     if not path.is_file():
         return None
     row = json.loads(path.read_text())
-    same = row.get("arch_id") == job.config.arch_id and row.get("seed") == job.seed
+    same = row.get("cache_key") == settings.cache_key(job.config.arch_id, job.seed)
     return row if same and row.get("state") in DONE_STATES else None
+
 
 
 def _job_trainable(tune_config: dict, settings: TrialSettings, jobs: dict[int, tuple[str, str, int]]) -> None:
@@ -62,11 +63,12 @@ def run_jobs(jobs: list[Job], settings: TrialSettings, *, address: str | None = 
     from ray import tune
 
     from nas.search import SearchOptions, _start_ray
+    from nas.tune_progress import ProgressCallback
 
     run = RunFolder(settings.run_dir)
     rows: dict[int, dict[str, Any]] = {}
     for job in jobs:
-        row = finished_row(run, job)
+        row = finished_row(run, job, settings)
         if row is not None:
             rows[job.number] = row
     todo = [j for j in jobs if j.number not in rows]
@@ -80,26 +82,18 @@ def run_jobs(jobs: list[Job], settings: TrialSettings, *, address: str | None = 
             payload = {j.number: (j.label, j.config.to_json(indent=None), j.seed) for j in todo}
             trainable = tune.with_parameters(_job_trainable, settings=settings, jobs=payload)
 
-            class _Progress(tune.Callback):
-                finished = len(rows)
-
-                def on_trial_complete(self, iteration, trials, trial, **info):
-                    self.finished += 1
-                    if progress:
-                        progress(self.finished, len(jobs))
-
             tuner = tune.Tuner(
                 tune.with_resources(trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial}),
                 param_space={"job": tune.grid_search([j.number for j in todo])},
                 tune_config=tune.TuneConfig(max_concurrent_trials=workers, reuse_actors=True),
                 run_config=tune.RunConfig(storage_path=str(run.path.resolve() / "ray"), verbose=0,
-                                          callbacks=[_Progress()]),
+                                          callbacks=[ProgressCallback(progress, len(rows), len(jobs))]),
             )
             tuner.fit()
         finally:
             ray.shutdown()
         for job in todo:
-            rows[job.number] = finished_row(run, job) or dict(
+            rows[job.number] = finished_row(run, job, settings) or dict(
                 number=job.number, state="FAIL", arch_id=job.config.arch_id, preset=job.label, seed=job.seed,
                 failure_reason="the trial's worker died before it wrote its metrics")
     return [rows[j.number] for j in jobs]

@@ -85,7 +85,8 @@ def run_trial(settings: TrialSettings, config: ArchConfig, number: int, seed: in
     torch.set_num_threads(settings.threads)
     start = time.perf_counter()
     row: dict[str, Any] = dict(number=number, state="COMPLETE", arch_id=config.arch_id, preset=label, seed=seed,
-                               cached=False, config_json=config.to_json(indent=None), failure_reason=None,
+                               cache_key=settings.cache_key(config.arch_id, seed), cached=False,
+                               config_json=config.to_json(indent=None), failure_reason=None,
                                **(extra or {}), **{f"p_{k}": v for k, v in (params or {}).items()})
     latency_blocks: list[dict] = []
     try:

@@ -167,7 +167,7 @@ class Transformer2D(nn.Module):
         t = self.proj_in(self.norm(x)).permute(0, 2, 3, 1).reshape(b, h * w, c)  # (B, HW, C)
         for layer in self.transformer_blocks:
             t = layer(t, context)
-        t = t.reshape(b, h, w, c).permute(0, 3, 1, 2)  # (B, C, H, W)
+        t = t.reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous()  # (B, C, H, W), NCHW like the other blocks
         return self.proj_out(t) + x
 
 

@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from cleanfid import fid as cleanfid
+from scipy import linalg
 
 KID_SUBSETS = 100  # clean-fid's defaults
 KID_MAX_SUBSET = 1000
 
 
 def fid(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
-    """Frechet distance between Gaussians fitted to two feature sets (N, D) and (M, D)."""
-    return float(cleanfid.fid_from_feats(feats_a.astype(np.float64), feats_b.astype(np.float64)))
+    """Frechet distance between Gaussians fitted to two feature sets (N, D) and (M, D).
+
+    clean-fid's `frechet_distance`, restated: clean-fid 0.1.35 calls `scipy.linalg.sqrtm(..., disp=False)`,
+    an argument SciPy has since removed (TypeError on a CUDA machine with a newer SciPy), so the same
+    formula is written here with the current `sqrtm` signature.
+    """
+    a, b = np.asarray(feats_a, np.float64), np.asarray(feats_b, np.float64)
+    mu1, mu2 = a.mean(axis=0), b.mean(axis=0)
+    sigma1, sigma2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = linalg.sqrtm(sigma1.dot(sigma2))
+    if not np.isfinite(covmean).all():  # singular product: add a small offset to the diagonals
+        offset = np.eye(sigma1.shape[0]) * 1e-6
+        covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+    covmean = covmean.real
+    diff = mu1 - mu2
+    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
 
 def kid(feats_a: np.ndarray, feats_b: np.ndarray, seed: int = 0, subsets: int = KID_SUBSETS) -> float:

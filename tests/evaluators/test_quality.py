@@ -218,3 +218,15 @@ def test_standard_missing_weights_offline_fail_fast_in_one_line(standard_weights
     message = str(err.value)
     assert "\n" not in message and "ViT-B-32/laion2b_s34b_b79k" in message and "NAS_CLIP_WEIGHTS" in message
     assert time.perf_counter() - start < 5
+
+
+def test_fid_matches_clean_fid_formula():
+    import numpy as np
+    from cleanfid import fid as cleanfid
+
+    from evaluators.quality.metrics import fid
+
+    a = np.random.RandomState(0).randn(300, 16)
+    b = np.random.RandomState(1).randn(200, 16) * 1.2 + 0.1
+    assert fid(a, b) == pytest.approx(cleanfid.fid_from_feats(a, b), rel=1e-9)
+    assert fid(a, a) == pytest.approx(0.0, abs=1e-8)

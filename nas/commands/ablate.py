@@ -1,0 +1,164 @@
+"""`nas ablate` (paper-style ablation table with seeds and intervals) and `nas fidelity` (proxy ranking check)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from evaluators.training import Budget
+from nas.console import console, err_console, human, print_json
+from nas.trial_runner import QUALITY_KEYS, TrialSettings
+
+PROGRESS_COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("eta"), TimeRemainingColumn())
+
+
+class BarProgress:
+    """A `progress(done, total)` callback drawing on a rich progress bar.
+
+    Ray Tune pickles the executor's progress callback with its experiment state; a rich bar holds locks and
+    cannot be pickled, so a pickled copy of this callback restores as one that draws nothing.
+    """
+
+    def __init__(self, bar: Progress, task: int):
+        self.bar, self.task = bar, task
+
+    def __call__(self, done: int, total: int) -> None:
+        self.bar.update(self.task, completed=done, total=total)
+
+    def __reduce__(self):
+        return _silent, ()
+
+
+def _silent() -> Callable[[int, int], None]:
+    return lambda done, total: None
+
+
+def _split(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def _run_dir(run_dir: Optional[Path], prefix: str) -> Path:
+    return (run_dir or Path("runs") / f"{prefix}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}").resolve()
+
+
+def _fmt(value, ci=None, spec="{:.3f}") -> str:
+    if value is None:
+        return "-"
+    return spec.format(value) + ("" if ci is None else " ± " + spec.format(ci))
+
+
+def ablate(
+    space: str = typer.Option("unet_mobile", "--space", help="Search space (rows say whether it contains them)."),
+    baseline: str = typer.Option("sd15", "--baseline", help="Preset the path starts from."),
+    steps: Optional[str] = typer.Option(None, "--steps", help="Comma-separated steps in order (default: the "
+                                        "MobileDiffusion path, then every --patch step)."),
+    patch: Optional[list[Path]] = typer.Option(None, "--patch", help="JSON patch file of extra steps "
+                                               "(repeatable)."),
+    mode: str = typer.Option("cumulative", "--mode", help="cumulative | leave-one-out | both."),
+    seeds: int = typer.Option(2, "--seeds", help="Proxy-training seeds per row (1: no intervals)."),
+    confidence: float = typer.Option(0.95, "--confidence", help="Coverage of the t-intervals."),
+    require_ci: bool = typer.Option(False, "--require-ci", help="Fail unless intervals can be computed."),
+    budget_steps: int = typer.Option(Budget().steps, "--budget", help="Proxy training steps per trial."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run folder (default runs/ablate-<time>); "
+                                           "an existing ablation run folder is resumed."),
+    latency_devices: str = typer.Option("iphone15pro,pixel8", "--latency-devices",
+                                        help="Comma-separated LUT devices; latency_ms is the first."),
+    image_size: int = typer.Option(512, "--image-size", help="Deployment image size of the latency tables."),
+    lut_dir: Optional[Path] = typer.Option(None, "--lut-dir", help="LUT folder (default: user cache)."),
+    address: Optional[str] = typer.Option(None, "--address", help="Existing Ray cluster host:port."),
+    workers: int = typer.Option(1, "--workers", help="Trials running at once."),
+    cpus_per_trial: float = typer.Option(2.0, "--cpus-per-trial", help="Ray CPUs (and torch threads) per trial."),
+    gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", help="Ray GPUs per trial (proxies train on CUDA)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the rows as JSON instead of a table."),
+) -> None:
+    """Evaluate a path of design changes (cumulative and/or leave-one-out) with seeds and 95% intervals."""
+    from nas.ablation import load_patch_steps, plan_rows
+    from nas.ablation.plan import resolve_steps
+    from nas.ablation.study import AblationSpec, run_ablation, validate_spec
+    from search_spaces.presets import get_preset
+
+    extra = [s for path in (patch or []) for s in load_patch_steps(path)]
+    chosen = resolve_steps(_split(steps) if steps is not None else None, extra)
+    devices = tuple(_split(latency_devices))
+    spec = AblationSpec(space=space, baseline=baseline, rows=(), seeds=seeds, confidence=confidence,
+                        require_ci=require_ci, latency_devices=devices, command=["nas", *sys.argv[1:]])
+    validate_spec(spec)
+    spec = AblationSpec(**{**spec.__dict__, "rows": tuple(plan_rows(baseline, get_preset(baseline), chosen, mode))})
+    settings = TrialSettings(
+        run_dir=str(_run_dir(run_dir, "ablate")), metrics=("latency_ms",) + QUALITY_KEYS,
+        budget=Budget(steps=budget_steps), latency_device=devices[0], image_size=image_size,
+        lut_dir=str(lut_dir) if lut_dir else None, threads=max(1, int(cpus_per_trial)),
+        device="cuda" if gpus_per_trial > 0 else "cpu")
+    with Progress(*PROGRESS_COLUMNS, console=err_console if json_out else console, transient=json_out) as bar:
+        task = bar.add_task(f"ablation trials ({len(spec.rows)} rows x {seeds} seeds)", total=None)
+        result = run_ablation(spec, settings, address=address, workers=workers, cpus_per_trial=cpus_per_trial,
+                              gpus_per_trial=gpus_per_trial,
+                              progress=BarProgress(bar, task))
+    if json_out:
+        print_json(result.to_dict())
+        return
+    for table_mode in dict.fromkeys(r["mode"] for r in result.rows):
+        table = Table("step", "params", "MACs", *(f"{d} ms" for d in devices), "FID", "CLIP", "val loss",
+                      "Δ FID", "Δ ms", title=f"{table_mode} ablation from {baseline} ({seeds} seeds, "
+                      f"mean ± {confidence:.0%} CI)")
+        for r in (r for r in result.rows if r["mode"] == table_mode):
+            table.add_row(r["step"], human(r["params"] or 0), human(r["macs"] or 0),
+                          *(_fmt(r[f"latency_ms_{d}"], spec="{:.1f}") for d in devices),
+                          _fmt(r["fid"], r["fid_ci"], "{:.2f}"), _fmt(r["clip_score"], r["clip_score_ci"]),
+                          _fmt(r["val_loss"], r["val_loss_ci"], "{:.4f}"), _fmt(r["delta_prev_fid"], spec="{:+.2f}"),
+                          _fmt(r["delta_prev_latency_ms"], spec="{:+.1f}"))
+        console.print(table)
+    console.print(f"run folder: {result.run_dir}; tables: {', '.join(f.name for f in result.files)} in ablation/; "
+                  f"{result.ray_trials} trial(s) ran this time")
+
+
+def fidelity(
+    space: str = typer.Option("unet_mobile", "--space", help="Search space the sampled architectures come from."),
+    archs: int = typer.Option(6, "--archs", help="Architectures: the presets, then random samples."),
+    short: int = typer.Option(Budget().steps, "--short", help="Short proxy budget (training steps)."),
+    long: int = typer.Option(4 * Budget().steps, "--long", help="Long proxy budget (training steps)."),
+    seeds: int = typer.Option(2, "--seeds", help="Seeds per architecture and budget."),
+    sample_seed: int = typer.Option(0, "--sample-seed", help="Seed of the random architecture samples."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run folder (default runs/fidelity-<time>); "
+                                           "an existing fidelity run folder is resumed."),
+    address: Optional[str] = typer.Option(None, "--address", help="Existing Ray cluster host:port."),
+    workers: int = typer.Option(1, "--workers", help="Trials running at once."),
+    cpus_per_trial: float = typer.Option(2.0, "--cpus-per-trial", help="Ray CPUs (and torch threads) per trial."),
+    gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", help="Ray GPUs per trial (proxies train on CUDA)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the correlations as JSON instead of a table."),
+) -> None:
+    """Train architectures at a short and a long budget; Kendall tau / Spearman rho of the two rankings."""
+    from nas.ablation.fidelity import run_fidelity, fidelity_archs
+
+    fidelity_archs(space, archs, sample_seed)  # bad --space / --archs fail before anything is written
+    base = TrialSettings(run_dir=str(_run_dir(run_dir, "fidelity")), metrics=QUALITY_KEYS,
+                         budget=Budget(steps=short), threads=max(1, int(cpus_per_trial)),
+                         device="cuda" if gpus_per_trial > 0 else "cpu")
+    long_settings = TrialSettings(**{**base.__dict__, "budget": Budget(steps=long)})
+    with Progress(*PROGRESS_COLUMNS, console=err_console if json_out else console, transient=json_out) as bar:
+        task = bar.add_task(f"fidelity trials ({archs} archs x {seeds} seeds x 2 budgets)", total=None)
+        result = run_fidelity(space, archs, base, long_settings, seeds=seeds, sample_seed=sample_seed,
+                              command=["nas", *sys.argv[1:]], address=address, workers=workers,
+                              cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
+                              progress=BarProgress(bar, task))
+    if json_out:
+        print_json(result.to_dict())
+        return
+    table = Table("metric", "Kendall tau", "Spearman rho",
+                  title=f"Proxy fidelity: {short} vs {long} steps, {archs} architectures x {seeds} seeds")
+    for metric in QUALITY_KEYS:
+        table.add_row(metric, _fmt(result.kendall_tau[metric]), _fmt(result.spearman_rho[metric]))
+    console.print(table)
+    console.print(f"run folder: {result.run_dir}; files in fidelity/: {', '.join(f.name for f in result.files)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ablate")(ablate)
+    app.command("fidelity")(fidelity)
