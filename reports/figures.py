@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from collections import OrderedDict
 
+import pandas as pd
 import plotly.graph_objects as go
 
 from reports.sections import (
@@ -107,15 +108,33 @@ def latency_figure(info: ArchitectureInfo) -> go.Figure:
     return fig
 
 
-def ablation_figure(info: AblationInfo) -> go.Figure:
-    """FID per ablation step with its interval, one series per mode (cumulative / leave-one-out)."""
+def ablation_figures(info: AblationInfo) -> list[tuple[str, go.Figure]]:
+    """Cumulative rows: waterfalls of latency and FID along the path (each bar is what one step changed).
+    Leave-one-out rows: FID change when each step is left out of the full path, with its interval."""
     table = info.table
-    mode_col = "mode" if "mode" in table.columns else None
-    fig = go.Figure()
-    groups = table.groupby(mode_col, sort=False) if mode_col else [("steps", table)]
-    for mode, rows in groups:
-        err = rows["fid_ci"].tolist() if "fid_ci" in rows.columns else None
-        fig.add_trace(go.Scatter(x=[html.escape(str(s)) for s in rows["step"]], y=rows["fid"], name=html.escape(str(mode)),
-                                 mode="lines+markers", error_y=dict(type="data", array=err) if err else None))
-    fig.update_layout(title=f"Ablation {html.escape(info.name)}: FID per step", yaxis_title="FID", **LAYOUT)
-    return fig
+    mode = table["mode"] if "mode" in table.columns else pd.Series(["cumulative"] * len(table), index=table.index)
+    out: list[tuple[str, go.Figure]] = []
+    path = table[mode == "cumulative"]
+    for metric, label in (("latency_ms", "latency (ms)"), ("fid", "FID")):
+        if metric not in path.columns or path[metric].isna().all() or len(path) < 2:
+            continue
+        values = path[metric].astype(float)
+        fig = go.Figure(go.Waterfall(
+            x=[html.escape(str(s)) for s in path["step"]], measure=["absolute"] + ["relative"] * (len(path) - 1),
+            y=[values.iloc[0]] + list(values.diff().iloc[1:]), connector=dict(line=dict(width=1))))
+        fig.update_layout(title=f"Ablation {html.escape(info.name)}: {label} along the cumulative path",
+                          yaxis_title=label, **LAYOUT)
+        out.append((f"waterfall-{metric}", fig))
+    loo = table[mode == "leave-one-out"]
+    if "fid" in loo.columns and len(loo) > 1 and loo["fid"].notna().any():
+        full = loo[loo["step"] == "full_path"]
+        rest = loo[loo["step"] != "full_path"]
+        base = float(full["fid"].iloc[0]) if len(full) else float("nan")
+        delta = rest["delta_prev_fid"] if "delta_prev_fid" in rest.columns else rest["fid"] - base
+        err = rest["fid_ci"].tolist() if "fid_ci" in rest.columns else None
+        fig = go.Figure(go.Bar(x=[html.escape(str(s)) for s in rest["step"]], y=delta,
+                               error_y=dict(type="data", array=err) if err else None))
+        fig.update_layout(title=f"Ablation {html.escape(info.name)}: FID change when a step is left out",
+                          yaxis_title="FID - FID(full path)", **LAYOUT)
+        out.append(("leave-one-out-fid", fig))
+    return out

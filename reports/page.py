@@ -129,8 +129,8 @@ def _ablation(page: _Page, info: ReportInfo) -> None:
         page.add(f"<h3>{_e(ab.name)}</h3>")
         page.add(ab.table.to_html(index=False, na_rep="—", float_format=lambda v: f"{v:.4g}", escape=True,
                                   classes="ablation"))
-        if ab.has_fid:
-            page.figure(f"ablation-{k}", figures.ablation_figure(ab))
+        for j, (_, fig) in enumerate(figures.ablation_figures(ab)):
+            page.figure(f"ablation-{k}-{j}", fig)
 
 
 def render(info: ReportInfo) -> Report:

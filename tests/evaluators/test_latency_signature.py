@@ -132,13 +132,13 @@ def test_input_layouts_of_the_toy_twin_match_the_real_model():
                                                                                       attention="cross")):
         found = input_layouts(config)
         assert found == _real_layouts(config)
-        assert "nhwc" in found.values()  # transformers hand channels-last maps to the blocks after them
+        assert set(found.values()) == {"nchw"}  # transformers return contiguous NCHW maps, as diffusers' do
 
 
 def test_layouts_only_in_layout_sensitive_keys(tiny):
     with_layouts = dict(arch_signatures(tiny, layouts=True))
     assert with_layouts["conv_in"].layout == "nchw"
-    assert with_layouts["down_blocks.0.downsample"].layout == "nhwc"  # after down_blocks.0.attentions.0
+    assert with_layouts["down_blocks.0.downsample"].layout == "nchw"  # after down_blocks.0.attentions.0
     assert {s.layout for _, s in arch_signatures(tiny)} == {"nchw"}
     both = {s.key for s in space_signatures("unet_mobile", 256, layouts=True)}
     assert len(both) < 2 * len(space_signatures("unet_mobile", 256))

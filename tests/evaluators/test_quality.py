@@ -17,13 +17,7 @@ from evaluators.quality.domain_clip import DomainClipRecipe
 from evaluators.quality.metrics import fid, kid
 from nas.errors import UserError
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The cores are shared: one intra-op thread avoids oversubscription stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TINY = dict(steps=100, batch_size=64, lr=3e-3, warmup_steps=10)

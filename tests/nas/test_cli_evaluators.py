@@ -4,19 +4,12 @@ import json
 import time
 
 import pytest
-import torch
 
 from evaluators.quality import factory
 from nas.cli import main
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The cores are shared: one intra-op thread avoids oversubscription stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run(argv, capsys):

@@ -78,8 +78,10 @@ def test_sigkill_mid_run_then_resume_counts_exactly(tmp_path, search_env):
 @pytest.mark.slow
 def test_search_on_a_ray_cluster_started_with_ray_start(tmp_path, search_env, monkeypatch):
     port = _free_port()
-    monkeypatch.setenv("RAY_AUTH_MODE", "token")  # Ray 2.5x token auth: the cluster and the driver share one token
-    monkeypatch.setenv("RAY_AUTH_TOKEN", os.urandom(16).hex())
+    # Ray 2.5x token auth: the cluster and this driver share the default token file (~/.ray/auth_token;
+    # Ray caches the token per process, so an earlier local ray.init in this process already read it).
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    subprocess.run([str(BIN / "ray"), "get-auth-token", "--generate"], check=True, capture_output=True)
     start = [str(BIN / "ray"), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
              "--include-dashboard=false", "--disable-usage-stats"]
     subprocess.run(start, check=True, capture_output=True, env=dict(os.environ))

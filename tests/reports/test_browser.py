@@ -63,7 +63,8 @@ def test_report_renders_in_headless_chromium(finished_run, devtools, tmp_path):
                   "clip_score_ci": [0.002, 0.003, 0.002]}).to_csv(run / "ablation" / "steps.csv", index=False)
     out = tmp_path / "report.html"
     _, report, info = build_report(run, out)
-    assert "ablation-0" in [fig_id for fig_id, _ in report.figures]
+    ids = [fig_id for fig_id, _ in report.figures]
+    assert "ablation-0-0" in ids and "ablation-0-1" in ids  # latency and FID waterfalls
     state = _load(devtools, out, len(report.figures))
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "report-screenshot.png").write_bytes(state["screenshot"])

@@ -178,3 +178,23 @@ def test_header_counts_stale_and_running_trials(tmp_path, finished_run):
                              {"number": 91, "state": "RUNNING"}])
     h = header_info(load_run(run.path))
     assert (h.n_complete, h.n_failed, h.n_other) == (12, 2, {"STALE": 1, "RUNNING": 1})
+
+
+def test_ablation_figures_waterfalls_and_leave_one_out_bars():
+    from reports.figures import ablation_figures
+    from reports.sections import AblationInfo
+
+    table = pd.DataFrame({
+        "step": ["sd15", "share_kv", "trim_ffn", "full_path", "share_kv", "trim_ffn"],
+        "mode": ["cumulative"] * 3 + ["leave-one-out"] * 3,
+        "latency_ms": [1000.0, 950.0, 900.0, 900.0, 950.0, 960.0],
+        "fid": [14.0, 14.5, 15.0, 15.0, 14.2, 14.9], "fid_ci": [0.4, 0.5, 0.5, 0.4, 0.3, 0.6],
+    })
+    figs = dict(ablation_figures(AblationInfo("steps", table, True)))
+    assert list(figs) == ["waterfall-latency_ms", "waterfall-fid", "leave-one-out-fid"]
+    latency = figs["waterfall-latency_ms"].data[0]
+    assert list(latency.measure) == ["absolute", "relative", "relative"]
+    assert list(latency.y) == [1000.0, -50.0, -50.0]  # what each step changed
+    bars = figs["leave-one-out-fid"].data[0]
+    assert list(bars.x) == ["share_kv", "trim_ffn"] and [round(v, 6) for v in bars.y] == [-0.8, -0.1]
+    assert list(bars.error_y.array) == [0.3, 0.6]
