@@ -28,7 +28,7 @@ from nas.provenance import provenance
 from nas.run_folder import RunFolder
 from nas.samplers import make_sampler
 from nas.trial_runner import TrialSettings, constraint_values, prepare, run_trial
-from search_spaces.presets import get_preset
+from search_spaces.presets import PRESETS, get_preset
 from search_spaces.space import get_space
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
@@ -201,7 +201,7 @@ def trial_rows(run: RunFolder, study: optuna.Study) -> list[dict[str, Any]]:
     return rows
 
 
-def pareto_rows(study: optuna.Study, rows: list[dict[str, Any]], objectives: tuple[Objective, ...]) -> list[dict]:
+def pareto_rows(study: optuna.Study, rows: list[dict[str, Any]]) -> list[dict]:
     """The Pareto-optimal complete trials (Optuna's `best_trials`, feasibility-aware) with their metrics."""
     by_number = {r["number"]: r for r in rows}
     keys = ("number", "arch_id", "preset", "params", "macs", "latency_ms", "fid", "kid", "clip_score", "val_loss")
@@ -266,7 +266,7 @@ def _trainable(tune_config: dict, settings: TrialSettings, space_name: str, seed
     number = tune_config["_number"]
     params = {k: v for k, v in tune_config.items() if not k.startswith("_")}
     config = get_space(space_name).from_params(params)
-    label = next((n for n in ("sd15", "bk_sdm_tiny", "mobilediffusion") if get_preset(n) == config), "")
+    label = next((n for n in PRESETS.names() if get_preset(n) == config), "")
     context = ray.get_runtime_context()
     row = run_trial(settings, config, number, seed, label=label, params=params,
                     extra=dict(ray_node=context.get_node_id(), ray_gcs=context.gcs_address))
@@ -325,7 +325,7 @@ def run_search(opts: SearchOptions, progress: Callable[[dict], None] | None = No
     rows = trial_rows(run, study)
     run.write_trials(rows)
     complete, failed, _ = _counts(study)
-    result = SearchResult(run.path, complete, failed, pareto_rows(study, rows, opts.objectives),
+    result = SearchResult(run.path, complete, failed, pareto_rows(study, rows),
                           time.perf_counter() - began, ray_startup)
     if opts.report and complete:
         from reports import build_report
@@ -346,7 +346,7 @@ def _run_tuner(opts: SearchOptions, run: RunFolder, study: optuna.Study, remaini
         if progress:
             complete, failed, finished = _counts(study)
             progress(dict(done=finished, total=opts.trials, complete=complete, failed=failed,
-                          pareto=len(pareto_rows(study, rows, opts.objectives))))
+                          pareto=len(pareto_rows(study, rows))))
 
     ray_startup = _start_ray(opts)
     warnings.filterwarnings("ignore", message="Define-by-run function passed")  # first call imports the space

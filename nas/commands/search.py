@@ -56,13 +56,13 @@ def search(
     """Search the space for the best quality per millisecond; writes a run folder and its Pareto set."""
     objs = parse_objectives(objectives)
     budget = Budget(steps=budget_steps, seconds=budget_seconds)
-    settings = TrialSettings(
-        run_dir="", metrics=tuple(o.name for o in objs), budget=budget, latency_device=latency_device,
-        image_size=image_size, lut_dir=str(lut_dir) if lut_dir else None, threads=max(1, int(cpus_per_trial)),
-        device="cuda" if gpus_per_trial > 0 else "cpu", latency_budget_ms=latency_budget_ms, max_params=max_params)
     if run_dir is None:
         run_dir = Path("runs") / f"{space}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    settings = TrialSettings(**{**settings.__dict__, "run_dir": str(run_dir.resolve())})
+    settings = TrialSettings(
+        run_dir=str(run_dir.resolve()), metrics=tuple(o.name for o in objs), budget=budget,
+        latency_device=latency_device, image_size=image_size, lut_dir=str(lut_dir) if lut_dir else None,
+        threads=max(1, int(cpus_per_trial)), device="cuda" if gpus_per_trial > 0 else "cpu",
+        latency_budget_ms=latency_budget_ms, max_params=max_params)
     opts = SearchOptions(
         run_dir=run_dir, space=space, objectives=objs, trials=trials, sampler=sampler, seed=seed, settings=settings,
         warm_start=_split(warm_start), storage=storage, address=address, workers=workers,
