@@ -67,10 +67,13 @@ class SearchResult:
     seconds: float
     ray_startup_seconds: float
     report: Path | None = None
+    # wall seconds of this invocation's stages: prepare (evaluator, warm-start LUT blocks), ray_startup,
+    # trials (Ray Tune's fit, start-up excluded), report; plus ray_memory_mb (RSS of Ray's processes at start)
+    timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(run_dir=str(self.run_dir), n_complete=self.n_complete, n_failed=self.n_failed, pareto=self.pareto,
-                    seconds=self.seconds, ray_startup_seconds=self.ray_startup_seconds,
+                    seconds=self.seconds, ray_startup_seconds=self.ray_startup_seconds, timings=self.timings,
                     report=str(self.report) if self.report else None)
 
 
@@ -314,28 +317,35 @@ def run_search(opts: SearchOptions, progress: Callable[[dict], None] | None = No
             study.enqueue_trial(get_space(opts.space).params_of(get_preset(name)), skip_if_exists=True)
     _settle_stale(study)
     manifest = run.manifest()
+    stage = time.perf_counter()
     manifest.update(prepare(settings, [get_preset(n) for n in opts.warm_start], progress=prepare_progress))
     run.write_manifest(manifest)
+    timings = {"prepare": time.perf_counter() - stage}
 
     _, _, finished = _counts(study)
     remaining = opts.trials - finished
-    ray_startup = 0.0
     if remaining > 0:
-        ray_startup = _run_tuner(opts, run, study, remaining, progress)
+        stage = time.perf_counter()
+        ray_startup, timings["ray_memory_mb"] = _run_tuner(opts, run, study, remaining, progress)
+        timings |= {"ray_startup": ray_startup, "trials": time.perf_counter() - stage - ray_startup}
     rows = trial_rows(run, study)
     run.write_trials(rows)
     complete, failed, _ = _counts(study)
-    result = SearchResult(run.path, complete, failed, pareto_rows(study, rows),
-                          time.perf_counter() - began, ray_startup)
+    result = SearchResult(run.path, complete, failed, pareto_rows(study, rows), 0.0,
+                          timings.get("ray_startup", 0.0), timings=timings)
     if opts.report and complete:
         from reports import build_report
 
+        stage = time.perf_counter()
         result.report = build_report(run.path)[0]
+        timings["report"] = time.perf_counter() - stage
+    result.seconds = time.perf_counter() - began
     return result
 
 
 def _run_tuner(opts: SearchOptions, run: RunFolder, study: optuna.Study, remaining: int,
-               progress: Callable[[dict], None] | None) -> float:
+               progress: Callable[[dict], None] | None) -> tuple[float, float]:
+    """Run `remaining` trials with Ray Tune; returns Ray's start-up seconds and its processes' memory (MB)."""
     import ray
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
@@ -349,6 +359,7 @@ def _run_tuner(opts: SearchOptions, run: RunFolder, study: optuna.Study, remaini
                           pareto=len(pareto_rows(study, rows))))
 
     ray_startup = _start_ray(opts)
+    ray_memory_mb = _children_rss_mb()
     warnings.filterwarnings("ignore", message="Define-by-run function passed")  # first call imports the space
     try:
         storage = open_storage(run.manifest()["storage"])  # a plain RDBStorage pickles with Tune's state
@@ -366,4 +377,17 @@ def _run_tuner(opts: SearchOptions, run: RunFolder, study: optuna.Study, remaini
         tuner.fit()
     finally:
         ray.shutdown()
-    return ray_startup
+    return ray_startup, ray_memory_mb
+
+
+def _children_rss_mb() -> float:
+    """Resident memory of this process's children (a local Ray's GCS, raylet, workers; 0 on a remote cluster)."""
+    import psutil
+
+    total = 0
+    for child in psutil.Process().children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.Error:
+            pass
+    return total / 2**20

@@ -38,14 +38,23 @@ class TrialSettings:
     image_size: int = 512  # deployment image size of the latency table
     lut_dir: str | None = None  # LUT folder (None: the default cache)
     threads: int = 1  # torch threads per trial
+    lut_threads: int = 1  # intra-op threads of a measured LUT (part of its fingerprint; `nas lut`'s default)
     device: str = "cpu"  # where proxies train ("cpu" or "cuda")
     latency_budget_ms: float | None = None  # constraint: latency_ms <= this
+    # Fit the LUT's end-to-end calibration when it has none (minutes: it times 9 archs end to end). A stored
+    # calibration always applies. None: only when a latency budget makes absolute milliseconds matter (a
+    # calibration is monotone, so it never changes which architectures dominate).
+    calibrate_latency: bool | None = None
     max_params: int | None = None  # constraint: params <= this
     evaluator_recipe: dict = field(default_factory=dict)  # domain-CLIP recipe overrides (tests use tiny ones)
 
     @property
     def needs_quality(self) -> bool:
         return any(m in QUALITY for m in self.metrics)
+
+    @property
+    def calibrate(self) -> bool:
+        return self.latency_budget_ms is not None if self.calibrate_latency is None else self.calibrate_latency
 
     @property
     def needs_latency(self) -> bool:
@@ -94,7 +103,7 @@ def run_trial(settings: TrialSettings, config: ArchConfig, number: int, seed: in
         row.update(params=cost.params, macs=cost.macs, macs_no_attention=cost.macs_no_attention)
         if settings.needs_latency:
             began = time.perf_counter()
-            prediction = _predictor(settings).predict(config)
+            prediction = _predictor(settings).predict(config, calibrate=settings.calibrate)
             row.update(latency_ms=prediction.latency_ms, seconds_latency=time.perf_counter() - began)
             latency_blocks = [dataclasses.asdict(b) for b in prediction.blocks]
         violated = {k: v for k, v in constraint_values(settings, row).items() if v > 0}
@@ -136,10 +145,10 @@ _PROCESS_CACHE: dict[tuple, Any] = {}  # per worker process: predictors and eval
 def _predictor(settings: TrialSettings):
     from evaluators.latency import get_predictor
 
-    key = ("lut", settings.latency_device, settings.image_size, settings.lut_dir, settings.threads)
+    key = ("lut", settings.latency_device, settings.image_size, settings.lut_dir, settings.lut_threads)
     if key not in _PROCESS_CACHE:
         _PROCESS_CACHE[key] = get_predictor(settings.latency_device, lut_dir=settings.lut_dir,
-                                            image_size=settings.image_size, threads=settings.threads)
+                                            image_size=settings.image_size, threads=settings.lut_threads)
     return _PROCESS_CACHE[key]
 
 
@@ -166,7 +175,7 @@ def prepare(settings: TrialSettings, configs: list[ArchConfig], progress=None) -
     if settings.needs_latency:
         predictor = _predictor(settings)
         predictor.ensure(configs, progress=progress)
-        prediction = predictor.predict(configs[0]) if configs else None
+        prediction = predictor.predict(configs[0], calibrate=settings.calibrate) if configs else None
         lut = getattr(predictor, "lut", None)
         info["latency"] = dict(device=settings.latency_device, image_size=settings.image_size,
                                estimate=predictor.estimate, calibrated=bool(prediction and prediction.calibrated),

@@ -8,9 +8,12 @@ with small seeded Gaussian values (latency does not depend on the values; zeros 
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import platform
 import tempfile
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +29,26 @@ from search_spaces.config import ArchConfig
 from search_spaces.unet import build_unet
 
 Runner = Callable[[], object]
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
+
+
+def steady_allocator() -> str:
+    """Keep freed memory in the process between forward passes (glibc only; returns what was set).
+
+    By default glibc hands large freed blocks back to the OS and serves big tensors from fresh mmaps, so
+    some forward passes pay tens of thousands of page faults (~6% of a 256 px UNet step here, measured) and
+    others none, depending on which sizes were freed before: an isolated block and the same block inside a
+    model then time differently. Fixed trim and mmap thresholds (which also switch off glibc's dynamic
+    threshold) make every timed call run on already-mapped memory. Process-wide and harmless for training.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        ok = libc.mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1 and libc.mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1
+    except (OSError, AttributeError):
+        ok = False
+    return "glibc: trim threshold 1 GiB, mmap threshold 32 MiB" if ok else "default"
 
 
 def materialize(factory: Callable[[], nn.Module], device: str, dtype: torch.dtype) -> nn.Module:
@@ -60,6 +83,7 @@ class Backend(ABC):
             raise UserError(f"--threads must be >= 1, got {threads}")
         self.threads, self.dtype, self.batch = threads, dtype, batch
         self.torch_dtype = getattr(torch, dtype)
+        self.allocator = steady_allocator()
 
     @abstractmethod
     def fingerprint(self) -> dict:
@@ -76,6 +100,17 @@ class Backend(ABC):
     def sync(self) -> None:
         """Wait for queued work (no-op on synchronous devices)."""
 
+    @contextmanager
+    def measuring(self):
+        """Run the enclosed measurements with this backend's torch thread count, then restore the caller's
+        (a search worker trains with its own thread count between latency lookups)."""
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
     @property
     def clock(self) -> str:
         """`thread` (CPU time of the calling thread) when all work runs on it, else `wall`."""
@@ -91,7 +126,6 @@ class TorchBackend(Backend):
         super().__init__(threads, dtype, batch)
         if self.device_type == "cuda" and not torch.cuda.is_available():
             raise UserError("device 'cuda': no CUDA GPU is available to torch on this machine")
-        torch.set_num_threads(threads)
 
     def fingerprint(self) -> dict:
         fp = {"backend": self.name, "torch": torch.__version__, "threads": self.threads, "clock": self.clock,
@@ -144,7 +178,6 @@ class OnnxRuntimeBackend(Backend):
         super().__init__(threads, dtype, batch)
         if dtype != "float32":
             raise UserError("device 'onnxruntime' measures float32 exports only")
-        torch.set_num_threads(threads)
 
     def fingerprint(self) -> dict:
         import onnxruntime as ort

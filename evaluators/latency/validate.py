@@ -67,6 +67,15 @@ class ValidationInfo:
                 "points": [asdict(p) for p in self.points]}
 
 
+def held_out_sample(space: str, n: int, seed: int) -> list[ArchConfig]:
+    """`n` distinct random archs of `space` (by seed) that are not among the calibration architectures."""
+    from search_spaces.space import get_space
+
+    calibration = {c.arch_id for c in MeasuredPredictor.calibration_configs()}
+    drawn = get_space(space).sample_random(n + len(calibration), seed)
+    return [c for c in drawn if c.arch_id not in calibration][:n]
+
+
 def run_validation(predictor: MeasuredPredictor, configs: Sequence[ArchConfig],
                    progress: Progress | None = None) -> ValidationInfo:
     """Measure `configs` end to end and compare with their predictions.

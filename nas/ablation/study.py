@@ -127,7 +127,7 @@ def device_latencies(configs: list, devices: tuple[str, ...], settings: TrialSet
     out = {}
     for device in devices:
         predictor = get_predictor(device, lut_dir=settings.lut_dir, image_size=settings.image_size,
-                                  threads=settings.threads)
+                                  threads=settings.lut_threads)
         predictor.ensure(configs)
         for config in configs:
             out[(config.arch_id, device)] = predictor.predict(config).latency_ms

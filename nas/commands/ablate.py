@@ -72,6 +72,8 @@ def ablate(
                                         help="Comma-separated LUT devices; latency_ms is the first."),
     image_size: int = typer.Option(512, "--image-size", help="Deployment image size of the latency tables."),
     lut_dir: Optional[Path] = typer.Option(None, "--lut-dir", help="LUT folder (default: user cache)."),
+    lut_threads: int = typer.Option(1, "--lut-threads", help="Intra-op threads of measured CPU LUTs (as "
+                                    "`nas lut --threads`; part of their fingerprint)."),
     address: Optional[str] = typer.Option(None, "--address", help="Existing Ray cluster host:port."),
     workers: int = typer.Option(1, "--workers", help="Trials running at once."),
     cpus_per_trial: float = typer.Option(2.0, "--cpus-per-trial", help="Ray CPUs (and torch threads) per trial."),
@@ -94,8 +96,8 @@ def ablate(
     settings = TrialSettings(
         run_dir=str(_run_dir(run_dir, "ablate")), metrics=("latency_ms",) + QUALITY_KEYS,
         budget=Budget(steps=budget_steps), latency_device=devices[0], image_size=image_size,
-        lut_dir=str(lut_dir) if lut_dir else None, threads=max(1, int(cpus_per_trial)),
-        device="cuda" if gpus_per_trial > 0 else "cpu")
+        lut_dir=str(lut_dir) if lut_dir else None, threads=max(1, int(cpus_per_trial)), lut_threads=lut_threads,
+        calibrate_latency=True, device="cuda" if gpus_per_trial > 0 else "cpu")
     with Progress(*PROGRESS_COLUMNS, console=err_console if json_out else console, transient=json_out) as bar:
         task = bar.add_task(f"ablation trials ({len(spec.rows)} rows x {seeds} seeds)", total=None)
         result = run_ablation(spec, settings, address=address, workers=workers, cpus_per_trial=cpus_per_trial,

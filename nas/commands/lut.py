@@ -17,7 +17,7 @@ from evaluators.latency.imported import read_measurements
 from evaluators.latency.kit import check_fits, read_manifest, write_kit
 from evaluators.latency.signature import BlockSignature, space_signatures
 from evaluators.latency.store import Lut, check_device_name
-from evaluators.latency.validate import run_validation, write_scatter
+from evaluators.latency.validate import held_out_sample, run_validation, write_scatter
 from nas.arch_input import resolve_arch
 from nas.console import console, err_console, print_json
 from nas.errors import UserError
@@ -78,7 +78,7 @@ def build(device: str = typer.Option(..., "--device", help="cpu, cuda or onnxrun
           preset: Optional[str] = typer.Option(None, "--preset", help="Only the blocks of this preset."),
           config: Optional[Path] = typer.Option(None, "--config", help="Only the blocks of this ArchConfig JSON."),
           calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate",
-                                         help="Fit the end-to-end overhead on the calibration presets."),
+                                         help="Fit the end-to-end overhead on the calibration archs (presets + a fixed random sample)."),
           threads: int = Threads, rounds: int = Rounds, lut_dir: Optional[Path] = LutDir,
           replace: bool = typer.Option(False, "--replace", help="Start afresh, replacing a stored LUT "
                                        "(needed when it was measured on another fingerprint)."),
@@ -205,7 +205,7 @@ def validate(device: str = typer.Option(..., "--device", help="cpu, cuda or onnx
     if n < 2:
         raise UserError(f"--n must be >= 2 (Kendall tau needs two architectures), got {n}")
     predictor = _measured(device, lut_dir, image_size, threads, rounds)
-    configs = get_space(space).sample_random(n, seed)
+    configs = held_out_sample(space, n, seed)
     start = time.perf_counter()
     with _progress(f"{device}: blocks, calibration, end-to-end runs") as tick:
         info = run_validation(predictor, configs, tick)

@@ -43,7 +43,12 @@ def search(
     latency_device: str = typer.Option("cpu", "--latency-device", help="LUT device (see `nas lut show`)."),
     image_size: int = typer.Option(512, "--image-size", help="Deployment image size of the latency table."),
     lut_dir: Optional[Path] = typer.Option(None, "--lut-dir", help="LUT folder (default: user cache)."),
+    lut_threads: int = typer.Option(1, "--lut-threads", help="Intra-op threads of a measured CPU LUT (as "
+                                    "`nas lut --threads`; part of its fingerprint)."),
     latency_budget_ms: Optional[float] = typer.Option(None, "--latency-budget-ms", help="Constraint on latency."),
+    calibrate_latency: Optional[bool] = typer.Option(
+        None, "--calibrate-latency/--no-calibrate-latency", help="Fit the LUT's end-to-end overhead if it has none "
+        "(times 9 archs end to end; default: only with --latency-budget-ms; a stored fit always applies)."),
     max_params: Optional[int] = typer.Option(None, "--max-params", help="Constraint on full-scale parameters."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Optuna RDB URL (default: SQLite in the run)."),
     address: Optional[str] = typer.Option(None, "--address", help="Existing Ray cluster host:port."),
@@ -61,8 +66,8 @@ def search(
     settings = TrialSettings(
         run_dir=str(run_dir.resolve()), metrics=tuple(o.name for o in objs), budget=budget,
         latency_device=latency_device, image_size=image_size, lut_dir=str(lut_dir) if lut_dir else None,
-        threads=max(1, int(cpus_per_trial)), device="cuda" if gpus_per_trial > 0 else "cpu",
-        latency_budget_ms=latency_budget_ms, max_params=max_params)
+        threads=max(1, int(cpus_per_trial)), lut_threads=lut_threads, device="cuda" if gpus_per_trial > 0 else "cpu",
+        latency_budget_ms=latency_budget_ms, calibrate_latency=calibrate_latency, max_params=max_params)
     opts = SearchOptions(
         run_dir=run_dir, space=space, objectives=objs, trials=trials, sampler=sampler, seed=seed, settings=settings,
         warm_start=_split(warm_start), storage=storage, address=address, workers=workers,
@@ -99,7 +104,10 @@ def search(
                   f"manifest.json 'storage')")
     if result.report:
         console.print(f"report: {result.report}")
-    console.print(f"{result.seconds:.0f} s in all, Ray start-up {result.ray_startup_seconds:.1f} s")
+    t = result.timings
+    console.print(f"{result.seconds:.0f} s in all: prepare {t.get('prepare', 0):.0f} s, Ray start-up "
+                  f"{t.get('ray_startup', 0):.1f} s ({t.get('ray_memory_mb', 0):.0f} MB), trials {t.get('trials', 0):.0f} s, "
+                  f"report {t.get('report', 0):.0f} s")
 
 
 def register(app: typer.Typer) -> None:

@@ -5,10 +5,12 @@ import pytest
 from evaluators.latency import (
     ImportedPredictor, LutStore, MeasuredPredictor, RooflinePredictor, get_predictor, list_devices,
 )
-from evaluators.latency.predictor import Calibration
+from evaluators.latency.predictor import (
+    CALIBRATION_PRESETS, CALIBRATION_SAMPLES, CALIBRATION_SEED, CALIBRATION_SPACE, Calibration,
+)
 from evaluators.latency.signature import arch_signatures, with_image_size
 from evaluators.latency.store import Entry, Lut
-from evaluators.latency.validate import run_validation, write_scatter
+from evaluators.latency.validate import held_out_sample, run_validation, write_scatter
 from nas.errors import UserError
 from search_spaces.presets import get_preset
 from search_spaces.registry import UnknownNameError
@@ -64,6 +66,26 @@ def test_calibration_fit():
     two_points = Calibration.fit([("a", 10.0, 11.0), ("b", 20.0, 23.0)])
     assert two_points.scale == 1.0 and two_points.offset_ms == pytest.approx(2.0)
     assert Calibration.fit([("a", 10.0, 9.0)]).overhead(10.0) == pytest.approx(-1.0)
+    # one end-to-end run slowed by a co-runner barely moves the robust (Theil-Sen) line
+    noisy = Calibration.fit([(str(x), x, x + 1.0) for x in (10.0, 20.0, 30.0, 40.0)] + [("slow", 50.0, 80.0)])
+    assert noisy.scale == pytest.approx(1.0) and noisy.offset_ms == pytest.approx(1.0)
+
+
+def test_validation_holds_out_the_calibration_archs():
+    calibration = {c.arch_id for c in MeasuredPredictor.calibration_configs()}
+    assert len(calibration) == len(CALIBRATION_PRESETS) + CALIBRATION_SAMPLES
+    sample = held_out_sample(CALIBRATION_SPACE, 4, CALIBRATION_SEED)  # the calibration seed itself
+    assert len(sample) == len({c.arch_id for c in sample}) == 4 and not calibration & {c.arch_id for c in sample}
+
+
+def test_measuring_uses_the_lut_threads_and_restores_the_callers(lut_dir):
+    import torch
+
+    before = torch.get_num_threads()
+    backend = get_predictor("cpu", image_size=64, threads=1).backend
+    with backend.measuring():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
 
 
 @pytest.mark.slow

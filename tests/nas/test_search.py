@@ -17,6 +17,9 @@ def test_search_runs_resumes_and_never_reruns(tmp_path, search_env):
     run_dir = tmp_path / "run"
     result = run_search(tiny_options(run_dir, trials=3))
     assert result.n_complete == 3 and result.n_failed == 0
+    t = result.timings  # the stages add up to (almost) the whole invocation
+    assert t["ray_startup"] > 0 and t["ray_memory_mb"] > 50 and t["trials"] > 0
+    assert 0.9 * result.seconds < t["prepare"] + t["ray_startup"] + t["trials"] + t["report"] <= result.seconds
     table = RunFolder(run_dir).read_trials()
     assert list(table["number"]) == [0, 1, 2]
     assert set(table["state"]) == {"COMPLETE"}
@@ -65,6 +68,28 @@ def test_constraint_violation_skips_training(tmp_path, search_env):
     row = run_trial(settings, get_preset("sd15"), 0, seed=0)
     assert row["state"] == "INFEASIBLE" and "params exceeds" in row["failure_reason"]
     assert row.get("fid") is None and row["seconds_total"] < 30
+
+
+@pytest.mark.slow
+def test_measured_cpu_latency_keeps_its_threads_and_calibrates_only_for_a_budget(tmp_path):
+    import torch
+
+    from evaluators.latency import LutStore
+
+    lut = tmp_path / "lut"
+    settings = tiny_settings(tmp_path, metrics=("latency_ms",), latency_device="cpu", image_size=64,
+                             lut_dir=str(lut), threads=2, lut_threads=1)
+    row = run_trial(settings, get_preset("mobilediffusion"), 0, seed=0)
+    assert row["state"] == "COMPLETE" and row["latency_ms"] > 0
+    assert torch.get_num_threads() == 2  # the trial's training threads, not the LUT's
+    stored = LutStore(lut).load("cpu")
+    assert stored.fingerprint["threads"] == 1 and stored.fingerprint["clock"] == "thread"
+    assert not stored.calibration  # block sums only: a monotone fit would not change the ranking
+
+    budget = settings.__class__(**{**settings.__dict__, "latency_budget_ms": 1e6})
+    budgeted = run_trial(budget, get_preset("mobilediffusion"), 1, seed=0)
+    assert budgeted["state"] == "COMPLETE" and budgeted["latency_ms"] != row["latency_ms"]
+    assert len(LutStore(lut).load("cpu").calibration["8"]["points"]) == 9  # presets + the fixed random archs
 
 
 @pytest.mark.parametrize("changes, message", [
