@@ -68,8 +68,10 @@ class _Page:
 
 def _header(page: _Page, info: ReportInfo) -> None:
     h = info.header
+    measured = {True: " (measured; block sums + end-to-end calibration)",
+                False: " (measured; sums of block latencies, uncalibrated)"}.get(h.latency_calibrated, " (measured)")
     device = _e(h.device) + (' <span class="estimate">ESTIMATE (roofline profile, not measured)</span>'
-                             if h.latency_estimate else " (measured)")
+                             if h.latency_estimate else measured)
     other = ", ".join(f"{n} {_e(s.lower())}" for s, n in h.n_other.items())
     rows = [
         ("space", _e(h.space)), ("objectives", ", ".join(_e(o) for o in h.objectives)), ("sampler", _e(h.sampler)),

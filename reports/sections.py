@@ -49,6 +49,7 @@ class HeaderInfo:
     device: str  # latency device
     lut: str  # LUT fingerprint
     latency_estimate: bool  # True for roofline profiles: the latencies are estimates, not measurements
+    latency_calibrated: bool | None  # measured LUTs: end-to-end calibration applied (None: not recorded)
     image_size: Any  # image side the latencies are for
     feature_source: str  # evaluator feature space: "domain" or "standard"
     versions: dict[str, str]  # package versions
@@ -84,6 +85,7 @@ def header_info(data: RunData) -> HeaderInfo:
         seed=m.get("seed"), n_planned=m.get("n_trials"), n_complete=data.count("COMPLETE"),
         n_failed=data.count("FAIL"), n_other=other, device=_text(latency.get("device")),
         lut=_text(latency.get("fingerprint")), latency_estimate=bool(latency.get("estimate", False)),
+        latency_calibrated=latency.get("calibrated"),
         image_size=latency.get("image_size"), feature_source=_text(evaluator.get("source")),
         versions={str(k): str(v) for k, v in (provenance.get("versions") or {}).items()},
         created=str(provenance.get("created", "")), notes=notes)

@@ -28,3 +28,18 @@ def test_default_output_is_the_run_report(two_objective_run):
     path, report, _ = build_report(two_objective_run.path)
     assert path == two_objective_run.report_path and path.read_text() == report.html
     assert "front-3d" not in [fig_id for fig_id, _ in report.figures]
+
+
+def test_measured_latency_says_whether_it_is_calibrated(finished_run, tmp_path):
+    import shutil
+
+    from nas.run_folder import RunFolder
+
+    for calibrated, label in ((False, "sums of block latencies, uncalibrated"), (True, "end-to-end calibration")):
+        copy = RunFolder(shutil.copytree(finished_run.path, tmp_path / str(calibrated)))
+        manifest = copy.manifest()
+        manifest["latency"] = {"device": "cpu", "image_size": 512, "estimate": False, "calibrated": calibrated,
+                               "fingerprint": {"backend": "cpu", "threads": 1}}
+        copy.write_manifest(manifest)
+        text = build_report(copy.path, tmp_path / f"{calibrated}.html")[1].html
+        assert label in text and "ESTIMATE (roofline" not in text
