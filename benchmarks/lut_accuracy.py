@@ -18,21 +18,20 @@ from pathlib import Path
 from evaluators.cost import analytic_cost
 from evaluators.latency import get_predictor
 from evaluators.latency.signature import with_image_size
-from evaluators.latency.validate import run_validation, write_scatter
+from evaluators.latency.validate import held_out_sample, run_validation, write_scatter
 from nas.io import write_json
 from nas.provenance import cpu_model, provenance
 from search_spaces.presets import get_preset
-from search_spaces.space import get_space
 
 
 def bench_backend(backend: str, n: int, seed: int, image_size: int, lut_dir: Path, rounds: int,
                   model_rounds: int) -> dict:
     predictor = get_predictor(backend, lut_dir, image_size, rounds=rounds, model_rounds=model_rounds)
-    configs = get_space("unet_mobile").sample_random(n, seed)
-    presets = predictor.calibration_configs()
-    blocks = len(predictor.missing(configs + presets))
+    configs = held_out_sample("unet_mobile", n, seed)  # as `nas lut validate`: no calibration arch
+    calibration = predictor.calibration_configs()
+    blocks = len(predictor.missing(configs + calibration))
     start = time.perf_counter()
-    predictor.ensure(configs + presets, lambda done, total: print(f"  {backend}: blocks {done}/{total}", flush=True))
+    predictor.ensure(configs + calibration, lambda done, total: print(f"  {backend}: blocks {done}/{total}", flush=True))
     build_s = time.perf_counter() - start
     start = time.perf_counter()
     info = run_validation(predictor, configs, lambda done, total: print(f"  {backend}: {done}/{total}", flush=True))
