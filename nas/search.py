@@ -65,11 +65,14 @@ class SearchResult:
     n_failed: int
     pareto: list[dict[str, Any]]
     seconds: float
-    ray_startup_seconds: float
     report: Path | None = None
     # wall seconds of this invocation's stages: prepare (evaluator, warm-start LUT blocks), ray_startup,
     # trials (Ray Tune's fit, start-up excluded), report; plus ray_memory_mb (RSS of Ray's processes at start)
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ray_startup_seconds(self) -> float:
+        return self.timings.get("ray_startup", 0.0)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(run_dir=str(self.run_dir), n_complete=self.n_complete, n_failed=self.n_failed, pareto=self.pareto,
@@ -331,8 +334,7 @@ def run_search(opts: SearchOptions, progress: Callable[[dict], None] | None = No
     rows = trial_rows(run, study)
     run.write_trials(rows)
     complete, failed, _ = _counts(study)
-    result = SearchResult(run.path, complete, failed, pareto_rows(study, rows), 0.0,
-                          timings.get("ray_startup", 0.0), timings=timings)
+    result = SearchResult(run.path, complete, failed, pareto_rows(study, rows), 0.0, timings=timings)
     if opts.report and complete:
         from reports import build_report
 

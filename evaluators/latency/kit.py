@@ -19,10 +19,9 @@ from typing import Sequence
 
 import torch
 
-from evaluators.cost import block_macs
+from evaluators.cost import block_macs, block_params
 from evaluators.latency import imported, onnx_export
 from evaluators.latency.backends import materialize
-from evaluators.latency.params import block_params
 from evaluators.latency.predictor import Progress
 from evaluators.latency.signature import BlockSignature, SignatureError
 from nas.errors import UserError

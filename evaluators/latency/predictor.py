@@ -15,9 +15,9 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from evaluators.cost import block_params
 from evaluators.latency.backends import Backend
 from evaluators.latency.devices import DEVICES, unknown_device
-from evaluators.latency.params import block_params
 from evaluators.latency.roofline import RooflineProfile
 from evaluators.latency.signature import BlockSignature, arch_signatures, with_image_size
 from evaluators.latency.store import Entry, Lut, LutStore

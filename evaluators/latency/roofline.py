@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from evaluators.cost import block_macs
-from evaluators.latency.params import block_params
+from evaluators.cost import block_macs, block_params
 from search_spaces.blocks import BlockSpec
 
 COMPUTE_FRACTION = 0.023  # achieved / peak compute, from the SnapFusion iPhone 14 Pro anchor above

@@ -82,10 +82,14 @@ def test_measuring_uses_the_lut_threads_and_restores_the_callers(lut_dir):
     import torch
 
     before = torch.get_num_threads()
-    backend = get_predictor("cpu", image_size=64, threads=1).backend
-    with backend.measuring():
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before
+    torch.set_num_threads(2)  # a search worker's training threads
+    try:
+        backend = get_predictor("cpu", image_size=64, threads=1).backend
+        with backend.measuring():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.slow

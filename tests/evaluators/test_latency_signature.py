@@ -96,7 +96,7 @@ def test_sampled_archs_only_use_blocks_the_space_enumerates():
 
 
 def test_closed_form_params_match_the_built_blocks():
-    from evaluators.latency.params import block_params
+    from evaluators.cost import block_params
     from search_spaces.blocks import build_block
 
     configs = [get_preset(p) for p in ("sd15", "bk_sdm_tiny", "mobilediffusion")]
