@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from evaluators.quality.metrics import fid, kid, mean_cosine
+from evaluators.quality.metrics import cmmd, fid, kid, mean_cosine
 
 Embed = Callable[[torch.Tensor], torch.Tensor]  # images (N, 3, S, S) in [-1, 1] -> (N, D)
 
@@ -72,7 +72,7 @@ class QualityEvaluator:
         return mean_cosine(self.image_embeddings(images), self.text_embeddings(captions))
 
     def score(self, fake: torch.Tensor, captions: list[str], real: torch.Tensor) -> dict[str, float]:
-        """FID and KID of `fake` against `real`, and CLIP score of `fake` against `captions`.
+        """FID, KID and CMMD of `fake` against `real`, and CLIP score of `fake` against `captions`.
 
         Args:
             fake: generated images (N, 3, H, W) in [-1, 1], N >= 2.
@@ -80,10 +80,15 @@ class QualityEvaluator:
             real: reference images (M, 3, H', W') in [-1, 1], M >= 2.
 
         Returns:
-            {"fid": float, "kid": float, "clip_score": float}.
+            {"fid": float, "kid": float, "clip_score": float, "cmmd": float} (CMMD between the CLIP image
+            embeddings of `fake` and `real`).
         """
         if len(fake) < 2 or len(real) < 2:
             raise ValueError(f"FID and KID need at least 2 images per set, got {len(fake)} and {len(real)}")
+        if len(captions) != len(fake):
+            raise ValueError(f"{len(fake)} images but {len(captions)} captions")
         feats_fake, feats_real = self.features(fake), self.features(real)
+        emb_fake = self.image_embeddings(fake)
         return {"fid": fid(feats_fake, feats_real), "kid": kid(feats_fake, feats_real),
-                "clip_score": self.clip_score(fake, captions)}
+                "clip_score": mean_cosine(emb_fake, self.text_embeddings(captions)),
+                "cmmd": cmmd(emb_fake, self.image_embeddings(real))}

@@ -15,7 +15,7 @@ import torch
 from evaluators.data import CaptionedImages, load_dataset
 from evaluators.quality import get_quality_evaluator
 from evaluators.training.budget import Budget
-from evaluators.training.diffusion import heldout_loss, sample, train_scheduler
+from evaluators.training.diffusion import heldout_loss, heldout_loss_grid, sample, train_scheduler
 from evaluators.training.grid import write_grid
 from evaluators.training.model import build_proxy_model
 from evaluators.training.text_encoder import tokenize
@@ -37,9 +37,11 @@ class TrialResult:
     kid: float | None = None  # KID, same features (less biased at small sample counts)
     clip_score: float | None = None  # mean image-caption cosine in the evaluator's CLIP space
     val_loss: float | None = None  # held-out denoising loss (fixed noise and timesteps)
+    val_loss_grid: float | None = None  # held-out denoising loss over a fixed timestep grid (fixed noise)
+    cmmd: float | None = None  # CMMD of the samples against held-out real images (evaluator's CLIP space)
     train_loss: float | None = None  # mean training loss over the last tenth of the steps
     steps: int = 0  # optimizer steps completed
-    seconds: dict[str, float] = field(default_factory=dict)  # per stage: setup, train, val, sample, score
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage: setup, train, val, val_grid, sample, score
     total_seconds: float = 0.0  # wall clock of the whole trial
     sample_grid: str | None = None  # labelled sample grid PNG, when an output folder was given
     proxy_params: int = 0  # parameters of the proxy UNet
@@ -150,6 +152,9 @@ def evaluate_arch(config: ArchConfig, budget: Budget = Budget(), seed: int = 0, 
         finish("val")
         if not math.isfinite(result.val_loss):
             return _failed(result, f"non-finite held-out loss ({result.val_loss})", start)
+        result.val_loss_grid = heldout_loss_grid(model, scheduler, held.images[:budget.n_val].to(device),
+                                                 held_ids[:budget.n_val], budget.sample_batch_size)
+        finish("val_grid")
 
         captions = held.captions[:budget.n_samples]
         fake = sample(model, scheduler, held_ids[:budget.n_samples], uncond, kind=budget.sampler,
@@ -169,7 +174,8 @@ def evaluate_arch(config: ArchConfig, budget: Budget = Budget(), seed: int = 0, 
     finish("sample")
 
     scores = evaluator.score(fake, captions, held.images[:budget.n_real])
-    result.fid, result.kid, result.clip_score = (float(scores[k]) for k in ("fid", "kid", "clip_score"))
+    result.fid, result.kid, result.clip_score, result.cmmd = (
+        float(scores[k]) for k in ("fid", "kid", "clip_score", "cmmd"))
     finish("score")
     result.total_seconds = time.perf_counter() - start
     return result

@@ -1,0 +1,116 @@
+"""Proxy-fidelity reference data: the paper panel trained at the default budget (2 seeds) and at a 4x longer
+reference (1 seed), one CSV row per finished trial, resumable.
+
+Each trial is exactly what `nas evaluate` / a search trial runs (`evaluators.training.evaluate_arch` with the
+embedded domain evaluator), so with the same architecture, seed, budget and evaluator a trial reproduces these
+numbers bit for bit on CPU. Rows already in the CSV are skipped, so the job resumes from the committed data on
+any machine (commit the CSV as rows arrive).
+
+    python benchmarks/fidelity_study.py --out benchmarks/fidelity/trials.csv [--threads 1] [--only short]
+
+Order of the work: short budget seed 0 for every architecture, then seed 1, then the reference seed 0, so that
+a partial run already gives the seed ceiling of the short budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from evaluators.quality import get_quality_evaluator  # noqa: E402
+from evaluators.training import Budget, evaluate_arch  # noqa: E402
+from nas.ablation.paper_steps import PAPER_PATH  # noqa: E402
+from nas.ablation.step import get_step  # noqa: E402
+from search_spaces.presets import get_preset  # noqa: E402
+
+METRICS = ("fid", "kid", "clip_score", "cmmd", "val_loss", "val_loss_grid", "train_loss")
+STAGES = ("setup", "train", "val", "val_grid", "sample", "score")
+COLUMNS = ("label", "arch_id", "budget", "budget_hash", "steps", "seed", "evaluator", "evaluator_sha256", *METRICS,
+           *(f"seconds_{s}" for s in STAGES), "seconds_total", "proxy_params", "failed", "failure_reason",
+           "threads", "machine", "torch", "finished_at")
+
+
+def paper_panel() -> list[tuple[str, object]]:
+    """sd15, every cumulative step of the paper path (the last one is mobilediffusion), bk_sdm_tiny."""
+    panel = [("sd15", get_preset("sd15"))]
+    config = panel[0][1]
+    for name in PAPER_PATH:
+        config = get_step(name)(config)
+        panel.append((name, config))
+    panel.append(("bk_sdm_tiny", get_preset("bk_sdm_tiny")))
+    return panel
+
+
+def budget_hash(budget: Budget) -> str:
+    return hashlib.sha256(json.dumps(budget.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+
+
+def done_keys(path: Path) -> set[tuple[str, str, int, str]]:
+    if not path.is_file():
+        return set()
+    with path.open() as f:
+        return {(r["arch_id"], r["budget_hash"], int(r["seed"]), r["evaluator"]) for r in csv.DictReader(f)}
+
+
+def append_row(path: Path, row: dict) -> None:
+    new = not path.is_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerow({k: row.get(k) for k in COLUMNS})
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/fidelity/trials.csv"))
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--short-seeds", type=int, default=2)
+    ap.add_argument("--reference-factor", type=int, default=4, help="reference steps = factor x default steps")
+    ap.add_argument("--only", choices=("short", "reference"), default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    short = Budget()
+    reference = short.replace(steps=short.steps * args.reference_factor)
+    evaluator = get_quality_evaluator("domain", image_size=short.image_size, device="cpu")
+    ev_key = evaluator.info["model_id"]  # the domain CLIP's recipe key; its weights' hash is recorded beside it
+    panel = paper_panel()
+    jobs = [("short", short, s) for s in range(args.short_seeds)] + [("reference", reference, 0)]
+    if args.only:
+        jobs = [j for j in jobs if j[0] == args.only]
+    for name, budget, seed in jobs:
+        for label, config in panel:
+            key = (config.arch_id, budget_hash(budget), seed, ev_key)
+            if key in done_keys(args.out):
+                continue
+            print(f"[{time.strftime('%H:%M:%S')}] {name} seed {seed} {label} ({config.arch_id})", flush=True)
+            r = evaluate_arch(config, budget, seed=seed, evaluator=evaluator)
+            row = dict(label=label, arch_id=config.arch_id, budget=name, budget_hash=key[1], steps=budget.steps,
+                       seed=seed, evaluator=ev_key, evaluator_sha256=evaluator.info.get("weights_sha256", "")[:16],
+                       seconds_total=r.total_seconds, proxy_params=r.proxy_params,
+                       failed=r.failed, failure_reason=r.failure_reason, threads=args.threads,
+                       machine=f"{platform.node()} {platform.processor() or platform.machine()} "
+                               f"{os.cpu_count()} cpus", torch=torch.__version__,
+                       finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
+            row |= {m: getattr(r, m) for m in METRICS} | {f"seconds_{s}": r.seconds.get(s) for s in STAGES}
+            append_row(args.out, row)
+            print(f"    fid {r.fid} clip {r.clip_score} cmmd {r.cmmd} val {r.val_loss} grid {r.val_loss_grid} "
+                  f"{r.total_seconds:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
