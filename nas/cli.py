@@ -5,10 +5,12 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from typing import Callable
 
 import typer
 
 from nas.errors import USER_ERRORS
+from nas.interrupt import Interrupted
 
 # Command modules, in `nas --help` order. A module registers its commands on the root app.
 COMMAND_MODULES = (
@@ -17,6 +19,7 @@ COMMAND_MODULES = (
     "nas.commands.search",
     "nas.commands.lut",
     "nas.commands.report",
+    "nas.commands.dashboard",
     "nas.commands.export",
     "nas.commands.evaluators",
     "nas.commands.evaluate",
@@ -31,14 +34,24 @@ for _module in COMMAND_MODULES:
     importlib.import_module(_module).register(app)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console entry point: user errors become one line on stderr and exit status 2."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+def run_guarded(fn: Callable[[], object]) -> None:
+    """Run `fn` with the command line's exit contract: a user error is one line on stderr and exit status 2;
+    an interrupted run is one line and 130 (SIGINT) or 143 (SIGTERM)."""
     try:
-        app(args=argv, prog_name="nas")  # standalone: click reports bad flags itself (exit 2)
+        fn()
     except USER_ERRORS as exc:
         print(f"nas: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except Interrupted as exc:  # the run settled what it could and says how to resume
+        print(f"nas: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point (see `run_guarded`)."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    run_guarded(lambda: app(args=argv, prog_name="nas"))  # standalone: click reports bad flags itself (exit 2)
+
 
 if __name__ == "__main__":
     main()

@@ -12,6 +12,13 @@ from typing import Any, Iterator
 from nas.errors import UserError
 
 
+def _umask() -> int:
+    """The process umask (read by setting and restoring it: the only portable way)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to `path`; on success rename it to `path`, on error remove it.
@@ -27,6 +34,7 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
         raise UserError(f"cannot write {path}: {err.strerror or err}") from None
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp creates 0600; the target gets what open() would give it
     try:
         yield tmp_path
         os.replace(tmp_path, path)

@@ -2,9 +2,10 @@
 
 Layout of `runs/<name>/`:
 
-    manifest.json        what ran: command, space, objectives, sampler, seed, constraints, storage URL and
+    manifest.json        what ran: command, space, objectives, sampler, seed, constraints, storage and
                          study name, latency device + LUT fingerprint, evaluator info, budget, provenance
     study.db             the Optuna study (SQLite) unless --storage named another database
+    .driver.lock/.json   the lock a live `nas search` driver holds on the folder, and who holds it
     trials.parquet/.csv  one row per trial (columns: TRIAL_COLUMNS, then one `p_<dimension>` column per
                          design dimension the trial used); rewritten atomically after every trial
     trials/<NNNN>/       per-trial artifacts: metrics.json (the row plus the per-block latency breakdown),
@@ -15,7 +16,12 @@ Layout of `runs/<name>/`:
 
 Contract: the manifest is written once at creation and updated atomically; trials are identified by their
 Optuna trial number; a trial row is never duplicated (the table is rebuilt from the study, keyed by number);
-opening a folder without a manifest raises UserError.
+opening a folder without a manifest raises UserError. A run folder is portable: everything in it refers to
+its own files by relative path (the manifest's `storage` is null for the folder's own `study.db`; an
+external database URL is kept as given), so a copied or moved folder resumes into itself.
+
+Manifest formats: 2 (current; relative study file); 1 (absolute SQLite URL of the folder's own study.db,
+read as the folder's own study when that file is there).
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ from nas.errors import UserError
 from nas.io import atomic_path, write_json
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
+STUDY_FILE = "study.db"
 TRIAL_COLUMNS = (
     "number", "state", "arch_id", "preset", "cached", "params", "macs", "macs_no_attention", "latency_ms",
     "fid", "kid", "clip_score", "val_loss", "seconds_train", "seconds_sample", "seconds_score",
@@ -74,7 +82,21 @@ class RunFolder:
         return self.path / "ablation"
 
     def default_storage(self) -> str:
-        return f"sqlite:///{(self.path / 'study.db').resolve()}"
+        """The SQLite URL of the folder's own study file, wherever the folder now is."""
+        return f"sqlite:///{(self.path / STUDY_FILE).resolve()}"
+
+    def storage_url(self, manifest: dict[str, Any] | None = None) -> str | None:
+        """The study's storage URL: the folder's own study.db (null `storage`; also a format-1 manifest's
+        absolute URL of a `study.db` when this folder has one, i.e. a copy made by the previous version),
+        else the external URL as given."""
+        manifest = self.manifest() if manifest is None else manifest
+        url = manifest.get("storage")
+        if url is None:
+            return self.default_storage() if manifest.get("study_file") else None
+        if manifest.get("format") == 1 and url.startswith("sqlite:///") and url.endswith(f"/{STUDY_FILE}") \
+                and (self.path / STUDY_FILE).is_file():
+            return self.default_storage()
+        return url
 
     def trial_dir(self, number: int) -> Path:
         return self.path / "trials" / f"{number:04d}"
@@ -107,8 +129,11 @@ class RunFolder:
             data = json.loads(self.manifest_path.read_text())
         except (OSError, json.JSONDecodeError) as err:
             raise UserError(f"{self.manifest_path}: unreadable run manifest ({err})") from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT_VERSION:
-            raise UserError(f"{self.manifest_path}: not a format-{FORMAT_VERSION} run manifest")
+        if not isinstance(data, dict):
+            raise UserError(f"{self.manifest_path}: not a run manifest (a JSON object is expected)")
+        if data.get("format") not in READABLE_FORMATS:
+            raise UserError(f"{self.manifest_path}: run manifest format {data.get('format')!r}; this version "
+                            f"reads formats {', '.join(map(str, READABLE_FORMATS))}")
         return data
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:

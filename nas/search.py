@@ -1,9 +1,14 @@
 """`nas search`: Optuna chooses architectures, Ray Tune runs the trials, the run folder keeps everything.
 
-Flow: validate every input -> create (or reopen, on resume) the run folder and the Optuna study ->
-settle trials a killed driver left RUNNING -> enqueue presets as warm starts (first run only) ->
+Flow: validate every input -> lock the run folder (one driver per folder; runs on an external database are
+coordinated by trial heartbeats instead) -> create (or reopen, on resume) the run folder and the Optuna
+study -> settle trials a gone driver left RUNNING -> enqueue presets as warm starts (first run only) ->
 prepare evaluators in the driver -> start (or join) Ray -> Tuner(OptunaSearch) until the requested number of
 trials has finished -> rebuild the trials table from the study + per-trial metrics -> report.
+
+The first SIGINT/SIGTERM stops scheduling, settles the running trials as interrupted, writes the table and
+raises `Interrupted` (the CLI exits 130/143 with a resume hint); a second one exits at once. A search that
+fails before its first trial removes the run folder it created.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import functools
 import json
 import os
 import pickle
+import shutil
 import socket
 import sys
 import time
@@ -23,9 +29,12 @@ from typing import Any, Callable
 import optuna
 
 from nas.errors import UserError
+from nas.heartbeat import DRIVER_ATTR, Heartbeat, heartbeat_storage, stale_trial_ids
+from nas.interrupt import Interrupted, SignalGuard
 from nas.objectives import Objective
 from nas.provenance import provenance
-from nas.run_folder import RunFolder
+from nas.run_folder import FORMAT_VERSION, STUDY_FILE, RunFolder
+from nas.run_lock import HOLDER_FILE, LOCK_FILE, RunLock, driver_id
 from nas.samplers import make_sampler
 from nas.trial_runner import TrialSettings, constraint_values, prepare, run_trial
 from search_spaces.presets import PRESETS, get_preset
@@ -33,6 +42,8 @@ from search_spaces.space import get_space
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
 STALE_REASON = "stale: the search driver stopped before this trial finished"
+INTERRUPTED_REASON = "interrupted: the search driver received {signal} before this trial finished"
+SETTLED_ATTRS = ("stale", "interrupted")  # user attributes of trials that are not part of the run's count
 
 
 @dataclass
@@ -81,9 +92,12 @@ class SearchResult:
 
 
 # ---------------------------------------------------------------------------------------------- define-by-run
-def define_by_run(space_name: str, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
-    """OptunaSearch's space function (module level: restorable). Returns the Optuna trial number as a constant."""
+def define_by_run(space_name: str, driver: str, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
+    """OptunaSearch's space function (module level: restorable). Marks the trial as `driver`'s, records its
+    first heartbeat, and returns the Optuna trial number as a constant."""
     get_space(space_name).sample(trial)
+    trial.set_user_attr(DRIVER_ATTR, driver)
+    trial.study._storage.record_heartbeat(trial._trial_id)
     return {"_number": trial.number}
 
 
@@ -98,15 +112,41 @@ def _check_address(address: str) -> None:
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """An Optuna RDB storage; UserError when the database cannot be reached."""
+    """An Optuna RDB storage with trial heartbeats; UserError when the database cannot be reached."""
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        return heartbeat_storage(url, engine_kwargs={"pool_pre_ping": True})
     except Exception as err:  # sqlalchemy raises many types for bad URLs and refused connections
         raise UserError(f"cannot open storage {url!r}: {str(err).splitlines()[0]}") from None
 
 
+def _check_run_dir(path: Path) -> None:
+    """A usable run folder path: names the filesystem accepts, a folder (not a file), a writable parent."""
+    def exists(p: Path) -> bool:
+        try:
+            return p.exists()
+        except OSError:  # e.g. a name too long to stat
+            return False
+
+    absolute = Path(os.path.abspath(path))
+    existing = absolute
+    while not exists(existing) and existing != existing.parent:
+        existing = existing.parent
+    limit = os.pathconf(existing if existing.is_dir() else existing.parent, "PC_NAME_MAX")
+    for part in absolute.parts:
+        if len(part.encode()) > limit:
+            raise UserError(f"--run-dir: the name {part[:24]!r}... is {len(part.encode())} bytes long; this "
+                            f"filesystem allows {limit}")
+    if existing != absolute and not existing.is_dir():
+        raise UserError(f"--run-dir {path}: {existing} is a file, not a folder")
+    if existing == absolute and not absolute.is_dir():
+        raise UserError(f"--run-dir {path} is an existing file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"--run-dir {path}: {existing} is not writable")
+
+
 def validate_options(opts: SearchOptions) -> None:
     """Fail fast, before anything is written, on every input a user can get wrong."""
+    _check_run_dir(opts.run_dir)
     space = get_space(opts.space)
     if opts.trials < 1:
         raise UserError(f"--trials must be positive, got {opts.trials}")
@@ -127,62 +167,119 @@ def validate_options(opts: SearchOptions) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- study
-def _settle_stale(study: optuna.Study) -> int:
-    """Mark trials a killed driver left RUNNING as failed (stale), so counts stay exact."""
-    stale = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    for t in stale:
-        study._storage.set_trial_user_attr(t._trial_id, "failure_reason", STALE_REASON)
-        study._storage.set_trial_user_attr(t._trial_id, "stale", True)
-        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-    return len(stale)
+def _settle(study: optuna.Study, trials: list[optuna.trial.FrozenTrial], attr: str, reason: str) -> int:
+    """Fail `trials` with `reason`, marked by the user attribute `attr` (not counted as finished trials).
+    A trial another process finished meanwhile is left as it is."""
+    settled = 0
+    for t in trials:
+        try:
+            study._storage.set_trial_user_attr(t._trial_id, "failure_reason", reason)
+            study._storage.set_trial_user_attr(t._trial_id, attr, True)
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+            settled += 1
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError):
+            continue
+    return settled
+
+
+def _settle_stale(study: optuna.Study, exclusive: bool) -> int:
+    """Settle as stale the RUNNING trials whose driver is provably gone: every one when this driver holds the
+    run folder's lock (`exclusive`: no other driver can be running them), else those whose heartbeat is
+    older than the grace period (drivers sharing an external database)."""
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    if not exclusive:
+        gone = set(stale_trial_ids(study))
+        running = [t for t in running if t._trial_id in gone]
+    return _settle(study, running, "stale", STALE_REASON)
 
 
 def _counts(study: optuna.Study) -> tuple[int, int, int]:
-    """(complete, failed, counted-as-finished) ignoring stale trials."""
+    """(complete, failed, counted-as-finished) ignoring stale and interrupted trials."""
     trials = study.get_trials(deepcopy=False, states=FINISHED)
-    live = [t for t in trials if not t.user_attrs.get("stale")]
+    live = [t for t in trials if not any(t.user_attrs.get(a) for a in SETTLED_ATTRS)]
     complete = sum(t.state == optuna.trial.TrialState.COMPLETE for t in live)
     return complete, len(live) - complete, len(live)
 
 
-def _open_run(opts: SearchOptions) -> tuple[RunFolder, optuna.Study, bool]:
+@dataclass
+class _OpenRun:
+    run: RunFolder
+    study: optuna.Study
+    fresh: bool  # the run was created by this invocation
+    lock: RunLock | None  # the folder's lock (None: an external database coordinates the drivers)
+    created_folder: bool  # the folder did not exist (or was empty) before: removed again on an early failure
+
+    def release(self) -> None:
+        if self.lock:
+            self.lock.release()
+
+    def discard(self) -> None:
+        """Remove what this invocation created (a run that failed before its first trial started)."""
+        self.release()
+        if self.created_folder:
+            shutil.rmtree(self.run.path, ignore_errors=True)
+
+
+def _is_empty(path: Path) -> bool:
+    return not path.exists() or all(p.name in (LOCK_FILE, HOLDER_FILE) for p in path.iterdir())
+
+
+def _open_run(opts: SearchOptions) -> _OpenRun:
+    """Lock (unless the study lives in an external database), then create or reopen the run and its study.
+
+    Raises:
+        UserError: not resumable, a folder in use by another driver, unwritable paths, unreachable storage.
+    """
     run = RunFolder(opts.run_dir)
     objectives = [o.to_dict() for o in opts.objectives]
-    if run.exists():  # pointing at an existing run resumes it, if it is the same kind of search
-        manifest = run.manifest()
-        if manifest.get("space") != opts.space or manifest.get("objectives") != objectives:
-            raise UserError(f"{run.path} is a run of space {manifest.get('space')!r} with objectives "
-                            f"{[o['name'] for o in manifest.get('objectives', [])]}; it cannot resume as "
-                            f"{opts.space!r} with {[o['name'] for o in objectives]}")
-        storage_url, study_name = manifest["storage"], manifest["study_name"]
-        fresh = False
-    else:
-        if opts.resume:
-            raise UserError(f"{run.path} is not a run folder; nothing to resume")
-        if run.path.exists() and any(run.path.iterdir()):
-            raise UserError(f"{run.path} exists and is not an empty folder or a run folder")
-        storage_url = opts.storage or run.default_storage()
-        study_name = f"nas-{opts.run_dir.name}"
-        fresh = True
-    if fresh:
-        run.path.mkdir(parents=True, exist_ok=True)
+    existed = run.exists()
+    if not existed and opts.resume:
+        raise UserError(f"{run.path} is not a run folder; nothing to resume")
+    if not existed and not _is_empty(run.path):
+        raise UserError(f"{run.path} exists and is not an empty folder or a run folder")
+    created_folder = _is_empty(run.path)
+    external = (run.manifest().get("storage") is not None) if existed else opts.storage is not None
     try:
+        run.path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create the run folder {run.path}: {err.strerror or err}") from None
+    lock = None if external else RunLock(run.path).acquire()
+    opened = _OpenRun(run, None, False, lock, created_folder)  # type: ignore[arg-type]
+    try:
+        if run.exists():  # pointing at an existing run resumes it, if it is the same kind of search
+            opened.created_folder = False
+            manifest = run.manifest()
+            if manifest.get("space") != opts.space or manifest.get("objectives") != objectives:
+                raise UserError(f"{run.path} is a run of space {manifest.get('space')!r} with objectives "
+                                f"{[o['name'] for o in manifest.get('objectives', [])]}; it cannot resume as "
+                                f"{opts.space!r} with {[o['name'] for o in objectives]}")
+            storage_url, study_name = run.storage_url(manifest), manifest["study_name"]
+        else:
+            opened.fresh = True
+            storage_url = opts.storage or run.default_storage()
+            study_name = f"nas-{opts.run_dir.name}"
         storage = open_storage(storage_url)
-    except UserError:
-        if fresh and not any(run.path.iterdir()):
-            run.path.rmdir()
+        opened.study = optuna.create_study(storage=storage, study_name=study_name, load_if_exists=True,
+                                           directions=[o.direction for o in opts.objectives],
+                                           sampler=make_sampler(opts.sampler, opts.seed, opts.trials))
+        if opened.fresh:
+            run.write_manifest(dict(
+                format=FORMAT_VERSION, name=opts.run_dir.name, command=opts.command, space=opts.space,
+                objectives=objectives, sampler=opts.sampler, seed=opts.seed, n_trials=opts.trials,
+                storage=opts.storage, study_file=None if opts.storage else STUDY_FILE, study_name=study_name,
+                warm_start=list(opts.warm_start), budget=opts.settings.budget.to_dict(),
+                constraints=dict(latency_budget_ms=opts.settings.latency_budget_ms,
+                                 max_params=opts.settings.max_params),
+                metrics=list(opts.settings.metrics), provenance=provenance(seed=opts.seed)))
+        elif run.manifest().get("format") != FORMAT_VERSION:  # a previous version's run, resumed: relative now
+            manifest = run.manifest()
+            local = run.storage_url(manifest) == run.default_storage()
+            run.write_manifest(manifest | dict(format=FORMAT_VERSION, storage=None if local else manifest["storage"],
+                                               study_file=STUDY_FILE if local else None))
+    except BaseException:
+        opened.discard()
         raise
-    study = optuna.create_study(storage=storage, study_name=study_name, load_if_exists=True,
-                                directions=[o.direction for o in opts.objectives],
-                                sampler=make_sampler(opts.sampler, opts.seed, opts.trials))
-    if fresh:
-        run.write_manifest(dict(
-            format=1, name=opts.run_dir.name, command=opts.command, space=opts.space, objectives=objectives,
-            sampler=opts.sampler, seed=opts.seed, n_trials=opts.trials, storage=storage_url, study_name=study_name,
-            warm_start=list(opts.warm_start), budget=opts.settings.budget.to_dict(),
-            constraints=dict(latency_budget_ms=opts.settings.latency_budget_ms, max_params=opts.settings.max_params),
-            metrics=list(opts.settings.metrics), provenance=provenance(seed=opts.seed)))
-    return run, study, fresh
+    return opened
 
 
 # ---------------------------------------------------------------------------------------------- trials table
@@ -197,8 +294,9 @@ def trial_rows(run: RunFolder, study: optuna.Study) -> list[dict[str, Any]]:
         row.update(number=t.number, state=row.get("state", t.state.name))
         if t.state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING):
             row["state"] = t.state.name
-        if t.user_attrs.get("stale"):  # its metrics (if any) never reached the study: not part of the run
-            row.update(state="STALE", failure_reason=t.user_attrs.get("failure_reason"))
+        settled = next((a for a in SETTLED_ATTRS if t.user_attrs.get(a)), None)
+        if settled:  # its metrics (if any) never reached the study: not part of the run
+            row.update(state=settled.upper(), failure_reason=t.user_attrs.get("failure_reason"))
         if not row.get("failure_reason"):
             row["failure_reason"] = t.user_attrs.get("failure_reason")
         for k, v in t.params.items():
@@ -220,16 +318,18 @@ def pareto_rows(study: optuna.Study, rows: list[dict[str, Any]]) -> list[dict]:
 
 # ---------------------------------------------------------------------------------------------- Ray side
 def _make_searcher(opts: SearchOptions, study: optuna.Study, storage: optuna.storages.BaseStorage,
-                   on_told: Callable[[], None]):
+                   on_told: Callable[[], None], guard: SignalGuard, driver: str):
     from ray.tune.search.optuna import OptunaSearch
 
     class RunOptunaSearch(OptunaSearch):
-        """OptunaSearch that records failures as FAIL (with reason) and constraints before telling."""
+        """OptunaSearch that records failures as FAIL (with reason) and constraints before telling; a trial
+        that ends without a result after a stop signal is settled as interrupted."""
 
-        on_told: Callable[[], None] | None = None  # driver-side hook; not pickled with Tune's state
+        on_told: Callable[[], None] | None = None  # driver-side hooks; not pickled with Tune's state
+        guard: SignalGuard | None = None
 
         def __getstate__(self) -> dict:
-            return {k: v for k, v in self.__dict__.items() if k != "on_told"}
+            return {k: v for k, v in self.__dict__.items() if k not in ("on_told", "guard")}
 
         def save(self, checkpoint_path: str) -> None:
             with open(checkpoint_path, "wb") as f:
@@ -246,6 +346,10 @@ def _make_searcher(opts: SearchOptions, study: optuna.Study, storage: optuna.sto
             values = [result.get(o.name) for o in opts.objectives]
             if state == "COMPLETE" and all(v is not None for v in values):
                 self._ot_study.tell(ot_trial, values)
+            elif self.guard and self.guard.received and not result:
+                ot_trial.set_user_attr("interrupted", True)
+                ot_trial.set_user_attr("failure_reason", INTERRUPTED_REASON.format(signal=self.guard.name))
+                self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
             else:
                 reason = result.get("failure_reason") or (
                     "the trial's worker died" if error else "an objective metric is missing from the result")
@@ -257,10 +361,10 @@ def _make_searcher(opts: SearchOptions, study: optuna.Study, storage: optuna.sto
                 self.on_told()
 
     searcher = RunOptunaSearch(
-        space=functools.partial(define_by_run, opts.space),
+        space=functools.partial(define_by_run, opts.space, driver),
         metric=[o.name for o in opts.objectives], mode=[o.ray_mode for o in opts.objectives],
         sampler=study.sampler, storage=storage, study_name=study.study_name)
-    searcher.on_told = on_told
+    searcher.on_told, searcher.guard = on_told, guard
     return searcher
 
 
@@ -308,32 +412,64 @@ def run_search(opts: SearchOptions, progress: Callable[[dict], None] | None = No
         prepare_progress: called (done, total) while warm-start blocks are measured for the latency table.
 
     Raises:
-        UserError: bad input, a run folder that cannot resume, an unreachable cluster or storage.
+        UserError: bad input, a run folder that cannot resume or is in use by another driver, an unreachable
+            cluster or storage.
+        Interrupted: SIGINT or SIGTERM; the running trials were settled as interrupted and the trials table
+            and manifest written (a fresh run interrupted before its first trial is removed instead).
     """
     began = time.perf_counter()
     validate_options(opts)
     opts.run_dir = opts.run_dir.resolve()
-    run, study, fresh = _open_run(opts)
-    settings = opts.settings
-    if fresh:
-        for name in opts.warm_start:
-            study.enqueue_trial(get_space(opts.space).params_of(get_preset(name)), skip_if_exists=True)
-    _settle_stale(study)
-    manifest = run.manifest()
-    stage = time.perf_counter()
-    manifest.update(prepare(settings, [get_preset(n) for n in opts.warm_start], progress=prepare_progress))
-    run.write_manifest(manifest)
-    timings = {"prepare": time.perf_counter() - stage}
+    with SignalGuard(hint=f"; resume with: nas search --run-dir {opts.run_dir} --resume") as guard:
+        opened = _open_run(opts)
+        try:
+            return _search(opts, opened, guard, began, progress, prepare_progress)
+        finally:
+            opened.release()
 
-    _, _, finished = _counts(study)
-    remaining = opts.trials - finished
-    if remaining > 0:
+
+def _search(opts: SearchOptions, opened: _OpenRun, guard: SignalGuard, began: float,
+            progress: Callable[[dict], None] | None,
+            prepare_progress: Callable[[int, int], None] | None) -> SearchResult:
+    run, study, settings = opened.run, opened.study, opts.settings
+    try:
+        if opened.fresh:
+            for name in opts.warm_start:
+                study.enqueue_trial(get_space(opts.space).params_of(get_preset(name)), skip_if_exists=True)
+        _settle_stale(study, exclusive=opened.lock is not None)
+        manifest = run.manifest()
         stage = time.perf_counter()
-        ray_startup, timings["ray_memory_mb"] = _run_tuner(opts, run, study, remaining, progress)
-        timings |= {"ray_startup": ray_startup, "trials": time.perf_counter() - stage - ray_startup}
+        manifest.update(prepare(settings, [get_preset(n) for n in opts.warm_start], progress=prepare_progress))
+        run.write_manifest(manifest)
+        timings = {"prepare": time.perf_counter() - stage}
+        _, _, finished = _counts(study)
+        remaining = opts.trials - finished
+        if remaining > 0:
+            stage = time.perf_counter()
+            ray_startup, timings["ray_memory_mb"] = _run_tuner(opts, run, study, remaining, progress, guard)
+            timings |= {"ray_startup": ray_startup, "trials": time.perf_counter() - stage - ray_startup}
+    except BaseException as err:
+        started = any(t.state != optuna.trial.TrialState.WAITING for t in study.get_trials(deepcopy=False))
+        if opened.fresh and not started:  # nothing of the run exists yet: leave nothing behind
+            opened.discard()
+            if isinstance(err, Interrupted):
+                raise Interrupted(err.signum, f"interrupted by {err.signal_name} before the first trial; "
+                                  f"{run.path} was removed") from None
+        raise
     rows = trial_rows(run, study)
     run.write_trials(rows)
     complete, failed, _ = _counts(study)
+    if guard.received:
+        n = _settle(study, [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+                            if t.user_attrs.get(DRIVER_ATTR) == _DRIVER],
+                    "interrupted", INTERRUPTED_REASON.format(signal=guard.name))
+        run.write_trials(trial_rows(run, study))
+        run.write_manifest(run.manifest() | dict(last_stop=dict(
+            reason=f"interrupted by {guard.name}", at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            complete=complete, requested=opts.trials)))
+        raise Interrupted(guard.received, f"interrupted by {guard.name}: {complete} of {opts.trials} trials "
+                          f"complete, {n} running trial(s) settled as interrupted; resume with: nas search "
+                          f"--run-dir {run.path} --resume")
     result = SearchResult(run.path, complete, failed, pareto_rows(study, rows), 0.0, timings=timings)
     if opts.report and complete:
         from reports import build_report
@@ -345,12 +481,28 @@ def run_search(opts: SearchOptions, progress: Callable[[dict], None] | None = No
     return result
 
 
+_DRIVER = driver_id()
+
+
 def _run_tuner(opts: SearchOptions, run: RunFolder, study: optuna.Study, remaining: int,
-               progress: Callable[[dict], None] | None) -> tuple[float, float]:
-    """Run `remaining` trials with Ray Tune; returns Ray's start-up seconds and its processes' memory (MB)."""
+               progress: Callable[[dict], None] | None, guard: SignalGuard) -> tuple[float, float]:
+    """Run `remaining` trials with Ray Tune; returns Ray's start-up seconds and its processes' memory (MB).
+    A stop signal (recorded by `guard`) stops every running trial and returns."""
     import ray
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
+
+    class StopOnSignal(tune.Stopper):
+        """Stops the whole experiment once the driver received SIGINT/SIGTERM (not pickled with Tune's state)."""
+
+        def __call__(self, trial_id: str, result: dict) -> bool:
+            return False
+
+        def stop_all(self) -> bool:
+            return guard.received is not None
+
+        def __reduce__(self):
+            return (tune.stopper.NoopStopper, ())
 
     def on_told() -> None:
         rows = trial_rows(run, study)
@@ -360,24 +512,30 @@ def _run_tuner(opts: SearchOptions, run: RunFolder, study: optuna.Study, remaini
             progress(dict(done=finished, total=opts.trials, complete=complete, failed=failed,
                           pareto=len(pareto_rows(study, rows))))
 
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # SIGINT is this driver's (SignalGuard + StopOnSignal)
     ray_startup = _start_ray(opts)
     ray_memory_mb = _children_rss_mb()
     warnings.filterwarnings("ignore", message="Define-by-run function passed")  # first call imports the space
+    heartbeat = Heartbeat(study, _DRIVER)
+    heartbeat.start()
     try:
-        storage = open_storage(run.manifest()["storage"])  # a plain RDBStorage pickles with Tune's state
-        searcher = ConcurrencyLimiter(_make_searcher(opts, study, storage, on_told), max_concurrent=opts.workers)
+        storage = open_storage(run.storage_url())  # a plain RDBStorage pickles with Tune's state
+        searcher = ConcurrencyLimiter(_make_searcher(opts, study, storage, on_told, guard, _DRIVER),
+                                      max_concurrent=opts.workers)
         trainable = tune.with_parameters(_trainable, settings=opts.settings, space_name=opts.space, seed=opts.seed)
         resources = {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial}
         tuner = tune.Tuner(
             tune.with_resources(trainable, resources),
             tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining, reuse_actors=True),
             run_config=tune.RunConfig(
-                name=f"tune-{int(time.time())}", storage_path=str(run.path / "ray"), verbose=0,
+                name=f"tune-{int(time.time())}", storage_path=str(run.path / "ray"), verbose=0, stop=StopOnSignal(),
                 failure_config=tune.FailureConfig(max_failures=opts.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
         )
+        guard.immediate = False  # from here a signal stops the trials through StopOnSignal
         tuner.fit()
     finally:
+        heartbeat.stop()
         ray.shutdown()
     return ray_startup, ray_memory_mb
 

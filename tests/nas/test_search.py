@@ -37,7 +37,7 @@ def test_search_runs_resumes_and_never_reruns(tmp_path, search_env):
     table = RunFolder(run_dir).read_trials()
     assert again.n_complete == 4 and list(table["number"]) == [0, 1, 2, 3]
     assert table.set_index("number")["fid"][:3].to_dict() == first_metrics  # completed trials untouched
-    study = optuna.load_study(study_name=manifest["study_name"], storage=manifest["storage"])
+    study = optuna.load_study(study_name=manifest["study_name"], storage=RunFolder(run_dir).storage_url(manifest))
     assert len(study.trials) == 4
 
 

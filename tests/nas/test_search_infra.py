@@ -30,7 +30,7 @@ def _free_port() -> int:
 
 def _study(run_dir: Path) -> optuna.Study:
     manifest = RunFolder(run_dir).manifest()
-    return optuna.load_study(study_name=manifest["study_name"], storage=manifest["storage"])
+    return optuna.load_study(study_name=manifest["study_name"], storage=RunFolder(run_dir).storage_url(manifest))
 
 
 @pytest.mark.slow
