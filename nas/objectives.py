@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.metrics import ALIASES, METRICS, names
 from nas.errors import UserError
-from nas.run_folder import METRIC_DIRECTIONS
 
-ALIASES = {"latency": "latency_ms", "clip": "clip_score", "loss": "val_loss"}
-QUALITY = frozenset({"fid", "kid", "clip_score", "val_loss"})  # need a proxy training
-LATENCY = frozenset({"latency_ms"})  # need the latency table
-COST = frozenset({"params", "macs"})  # from the cost model alone
+METRIC_DIRECTIONS = {n: m.direction for n, m in METRICS.items()}
+QUALITY = frozenset(names("quality"))  # need a proxy training
+LATENCY = frozenset(names("latency"))  # need the latency table
+COST = frozenset(names("cost"))  # from the cost model alone
 
 
 @dataclass(frozen=True)

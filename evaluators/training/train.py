@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -16,14 +17,38 @@ from evaluators.training.model import ProxyModel
 
 
 @dataclass
+class TrainState:
+    """Everything a paused training needs to continue exactly as if it had never stopped: on CPU a training
+    resumed from a state reproduces the uninterrupted one bit for bit."""
+
+    step: int  # optimizer steps done
+    cursor: int  # position in the current epoch's batch order
+    order: torch.Tensor  # the current epoch's permutation of the training images (N,)
+    generator: torch.Tensor  # state of the CPU generator all training randomness comes from
+    model: dict  # the proxy's state dict (UNet and text encoder)
+    optimizer: dict  # AdamW's state dict
+    ema: dict | None  # the EMA's state dict, when the budget keeps one
+    losses: list[float]  # training loss of every step so far
+    seconds: float  # training seconds so far
+
+    def save(self, path) -> None:
+        torch.save(self.__dict__, path)
+
+    @classmethod
+    def load(cls, path) -> "TrainState":
+        return cls(**torch.load(path, map_location="cpu", weights_only=False))
+
+
+@dataclass
 class TrainOutcome:
     """What a training run did: steps taken, time, loss history, and why it stopped early (if it did)."""
 
-    steps: int  # optimizer steps completed
-    seconds: float  # wall-clock time of the loop
+    steps: int  # optimizer steps completed (in all, including those before a resumed state)
+    seconds: float  # wall-clock time of the loop (in all)
     losses: list[float] = field(default_factory=list)  # training loss of every completed step
     failure_reason: str | None = None  # set when a non-finite loss or gradient ended the run
     ema: EMAModel | None = None  # the weight average, when the budget asks for one
+    state: TrainState | None = None  # where training stopped (to continue it), when `until` stopped it
 
 
 def _lr_factor(step: int, warmup: int) -> float:
@@ -31,7 +56,8 @@ def _lr_factor(step: int, warmup: int) -> float:
 
 
 def train(model: ProxyModel, scheduler, images: torch.Tensor, ids: torch.Tensor, uncond: torch.Tensor,
-          budget: Budget, seed: int, report: Callable[[dict], None] | None = None) -> TrainOutcome:
+          budget: Budget, seed: int, report: Callable[[dict], None] | None = None,
+          resume: TrainState | None = None, until: int | None = None) -> TrainOutcome:
     """Train `model` in place on (images, ids) until the budget is spent or the loss stops being finite.
 
     All randomness (batch order, timesteps, noise, caption dropout) comes from one CPU generator seeded
@@ -48,6 +74,9 @@ def train(model: ProxyModel, scheduler, images: torch.Tensor, ids: torch.Tensor,
         seed: seed of the training randomness.
         report: called every `budget.report_every` steps with {"step", "loss" (mean over the window),
             "lr", "seconds"}; meant for progress bars and trial schedulers.
+        resume: a state from an earlier call (`outcome.state`): continue from there, loading its weights,
+            optimizer, EMA, batch order and random state into this run.
+        until: stop after this many steps in all (a step budget only) and return the state to continue from.
 
     Returns:
         A TrainOutcome; `failure_reason` is set (and training stopped) on a non-finite loss or gradient.
@@ -61,11 +90,22 @@ def train(model: ProxyModel, scheduler, images: torch.Tensor, ids: torch.Tensor,
     n, batch = images.shape[0], budget.batch_size
     order, cursor = torch.randperm(n, generator=gen), 0
     outcome = TrainOutcome(steps=0, seconds=0.0, ema=ema)
+    step, before = 0, 0.0
+    if resume is not None:
+        model.load_state_dict(resume.model)
+        opt.load_state_dict(resume.optimizer)
+        if ema is not None and resume.ema is not None:
+            ema.load_state_dict(resume.ema)
+        gen.set_state(resume.generator)
+        order, cursor, step, before = resume.order, resume.cursor, resume.step, resume.seconds
+        outcome.losses = list(resume.losses)
+    last = budget.steps if until is None else min(until, budget.steps)
+    if budget.seconds and until is not None:
+        raise ValueError("`until` pauses a step budget; a wall-clock budget cannot be paused")
     window: list[float] = []
     model.train()
     start = time.perf_counter()
-    step = 0
-    while (time.perf_counter() - start < budget.seconds) if budget.seconds else (step < budget.steps):
+    while (time.perf_counter() - start < budget.seconds) if budget.seconds else (step < last):
         if cursor + batch > n:
             order, cursor = torch.randperm(n, generator=gen), 0
         idx = order[cursor:cursor + batch]
@@ -103,5 +143,11 @@ def train(model: ProxyModel, scheduler, images: torch.Tensor, ids: torch.Tensor,
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     outcome.steps = step
-    outcome.seconds = time.perf_counter() - start
+    outcome.seconds = before + time.perf_counter() - start
+    if until is not None and outcome.failure_reason is None:
+        outcome.state = TrainState(step=step, cursor=cursor, order=order.clone(), generator=gen.get_state(),
+                                   model=copy.deepcopy(model.state_dict()), optimizer=copy.deepcopy(opt.state_dict()),
+                                   ema=copy.deepcopy(ema.state_dict()) if ema else None,
+                                   losses=list(outcome.losses), seconds=outcome.seconds)
     return outcome
+

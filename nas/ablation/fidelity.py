@@ -1,183 +1,275 @@
-"""Proxy fidelity: does a short training budget rank architectures the way a longer one does?
+"""Proxy-fidelity study: does the short proxy budget rank a panel of architectures the way a reference does?
 
-Files written under `<run>/fidelity/`: `architectures.csv` (per architecture and budget: seed means with
-intervals), `correlations.csv` / `correlations.md` (Kendall tau and Spearman rho per quality metric),
-`fidelity.json` (everything plus provenance) and `scatter.html` (short vs long metric, one panel per metric).
+The reference is the same proxy trained longer (more steps) and/or a larger proxy (larger image side,
+smaller width divisor). Every trial is cached by (architecture, seed, budget) in the run folder, and rows
+recorded elsewhere (a committed CSV of earlier trials with the same evaluator) are imported instead of
+retrained, so a study resumes from the repository's data as well as from its own folder.
+
+Files under `<run>/fidelity/`: `trials.csv` (the raw data: one row per trial), `architectures.csv` (seed
+mean, sd and count per architecture and budget), `correlations.csv` / `correlations.md` (per metric: Kendall
+tau and Spearman rho with bootstrap intervals, the seed ceilings, the seed spread, sign agreement along the
+paper path, seconds per trial) and `fidelity.json` (all of it with provenance).
 """
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
-from scipy import stats
 
-from evaluators.cost import analytic_cost
 from evaluators.training import Budget
-from nas.ablation.stats import mean_ci
+from nas.ablation.fidelity_stats import BUDGETS, correlations, seed_means
 from nas.ablation.study import open_run
 from nas.errors import UserError
-from nas.executor import Job, run_jobs
+from nas.executor import Job, finished_row, run_jobs
+from nas.fidelity_record import ENTRY_KEYS, record
 from nas.io import atomic_path, write_json, write_text
 from nas.provenance import provenance
 from nas.trial_runner import QUALITY_KEYS, TrialSettings, prepare
 from search_spaces.config import ArchConfig
-from search_spaces.presets import PRESETS, get_preset
 
 KIND = "fidelity"
-BUDGETS = ("short", "long")
+TAU_GOAL = 0.8  # the fidelity issue's goal for the default ranking metric
+CEILING_SHARE_GOAL = 0.9  # ... and no lower than this share of the seed ceiling
+IMPORT_KEYS = ("arch_id", "budget_hash", "seed", "evaluator")  # what makes an imported row the same trial
 
 
 @dataclass
 class FidelityResult:
-    """Per-architecture means and the rank correlations between the two budgets."""
+    """The study's per-metric table and where it was written."""
 
     run_dir: Path
-    architectures: list[dict[str, Any]]  # label, arch_id, params, <metric>_<budget>, <metric>_<budget>_ci
-    kendall_tau: dict[str, float | None]  # per quality metric (None when undefined, e.g. a constant ranking)
-    spearman_rho: dict[str, float | None]
+    correlations: list[dict[str, Any]]  # one per metric (see fidelity_stats.correlations)
+    architectures: list[dict[str, Any]]  # seed means per architecture and budget
+    missing: int  # trials of the plan with no result (not trained with --no-train, or failed)
     files: list[Path]
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(run_dir=str(self.run_dir), architectures=self.architectures, kendall_tau=self.kendall_tau,
-                    spearman_rho=self.spearman_rho, files=[str(f) for f in self.files], provenance=self.provenance)
+        return dict(run_dir=str(self.run_dir), correlations=self.correlations, architectures=self.architectures,
+                    missing=self.missing, files=[str(f) for f in self.files], provenance=self.provenance)
 
 
-def fidelity_archs(space_name: str, n: int, seed: int) -> list[tuple[str, ArchConfig]]:
-    """`n` (label, config) pairs: the presets first (those in the space), then distinct random samples."""
-    from search_spaces.space import get_space
-
-    if n < 3:
-        raise UserError(f"--archs must be at least 3 for a rank correlation, got {n}")
-    space = get_space(space_name)
-    chosen: dict[str, tuple[str, ArchConfig]] = {}
-    for name in PRESETS.names():
-        config = get_preset(name)
-        if len(chosen) < n and space.contains(config):
-            chosen[config.arch_id] = (name, config)
-    extra = n - len(chosen)
-    if extra:
-        for config in space.sample_random(n + extra, seed):
-            if len(chosen) < n and config.arch_id not in chosen:
-                chosen[config.arch_id] = (f"sample_{config.arch_id[:6]}", config)
-    return list(chosen.values())
+def check_reference(short: Budget, reference: Budget) -> None:
+    """The reference must be at least as large as the short budget in steps, image side and width, and larger
+    in one of them (UserError otherwise)."""
+    if short.seconds is not None or reference.seconds is not None:
+        raise UserError("fidelity budgets are counted in steps; wall-clock budgets rank by speed")
+    not_smaller = (reference.steps >= short.steps and reference.image_size >= short.image_size
+                   and reference.width_divisor <= short.width_divisor)
+    if not not_smaller or reference.scale == short.scale and reference.steps == short.steps:
+        raise UserError(f"the reference ({reference.steps} steps, {reference.image_size} px, width / "
+                        f"{reference.width_divisor}) must be larger than the short budget ({short.steps} steps, "
+                        f"{short.image_size} px, width / {short.width_divisor}) and smaller in nothing")
 
 
-def correlations(table: pd.DataFrame) -> tuple[dict[str, float | None], dict[str, float | None]]:
-    """Kendall tau and Spearman rho between the short and long columns of each quality metric."""
-    tau, rho = {}, {}
-    for metric in QUALITY_KEYS:
-        pair = table[[f"{metric}_short", f"{metric}_long"]].dropna()
-        if len(pair) < 3 or pair.nunique().min() < 2:  # too few points, or a constant ranking
-            tau[metric] = rho[metric] = None
-            continue
-        t = stats.kendalltau(pair.iloc[:, 0], pair.iloc[:, 1]).statistic
-        r = stats.spearmanr(pair.iloc[:, 0], pair.iloc[:, 1]).statistic
-        tau[metric] = None if math.isnan(t) else float(t)
-        rho[metric] = None if math.isnan(r) else float(r)
-    return tau, rho
+def read_imports(paths: list[Path]) -> dict[tuple, dict[str, Any]]:
+    """Trial rows recorded elsewhere (CSV with at least IMPORT_KEYS, the metrics and `failed`), by key."""
+    rows: dict[tuple, dict[str, Any]] = {}
+    for path in paths:
+        try:
+            with path.open(newline="") as f:
+                reader = csv.DictReader(f)
+                missing = [k for k in IMPORT_KEYS if k not in (reader.fieldnames or [])]
+                if missing:
+                    raise UserError(f"{path}: not a fidelity trials CSV (no column {missing[0]!r})")
+                for row in reader:
+                    rows[(row["arch_id"], row["budget_hash"], int(row["seed"]), row["evaluator"])] = row | {
+                        "imported_from": str(path)}
+        except OSError as err:
+            raise UserError(f"cannot read {path}: {err.strerror or err}") from None
+        except (ValueError, csv.Error) as err:
+            raise UserError(f"{path}: unreadable fidelity trials CSV ({err})") from None
+    return rows
 
 
-def scatter_html(table: pd.DataFrame, short: Budget, long: Budget) -> str:
-    """A self-contained Plotly page: short-budget vs long-budget value per metric, one point per architecture."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    fig = make_subplots(rows=1, cols=len(QUALITY_KEYS), subplot_titles=QUALITY_KEYS)
-    for col, metric in enumerate(QUALITY_KEYS, start=1):
-        fig.add_trace(go.Scatter(
-            x=table[f"{metric}_short"], y=table[f"{metric}_long"], mode="markers", name=metric,
-            text=table["label"], error_x=dict(type="data", array=table[f"{metric}_short_ci"]),
-            error_y=dict(type="data", array=table[f"{metric}_long_ci"]),
-            hovertemplate="%{text}<br>short %{x:.4g}<br>long %{y:.4g}<extra></extra>"), row=1, col=col)
-        fig.update_xaxes(title_text=f"{short.steps} steps", row=1, col=col)
-        fig.update_yaxes(title_text=f"{long.steps} steps", row=1, col=col)
-    fig.update_layout(title="Proxy fidelity: short vs long training budget", showlegend=False,
-                      width=320 * len(QUALITY_KEYS), height=420)
-    return fig.to_html(include_plotlyjs=True, full_html=True)
+def _float(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(out) else out
 
 
-def run_fidelity(space: str, n_archs: int, short: TrialSettings, long: TrialSettings, *, seeds: int = 1,
-                 sample_seed: int = 0, confidence: float = 0.95, command: list[str] | None = None,
-                 address: str | None = None, workers: int = 1, cpus_per_trial: float = 2.0,
-                 gpus_per_trial: float = 0.0,
+def _imported_row(row: dict[str, Any], job: Job, settings: TrialSettings) -> dict[str, Any]:
+    failed = str(row.get("failed", "")).lower() in ("true", "1")
+    out = dict(number=job.number, state="FAIL" if failed else "COMPLETE", arch_id=job.config.arch_id,
+               preset=job.label, seed=job.seed, cache_key=settings.cache_key(job.config.arch_id, job.seed),
+               cached=True, imported_from=row["imported_from"], failure_reason=row.get("failure_reason") or None)
+    out |= {k: _float(v) for k, v in row.items() if k in QUALITY_KEYS or k.startswith("seconds_")}
+    return out
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """What a fidelity study trains: the panel and the two budgets with their seeds."""
+
+    panel_name: str  # "paper", "random" or the panel file
+    panel: list[tuple[str, ArchConfig]]  # (label, config), in panel order
+    short: TrialSettings
+    reference: TrialSettings
+    short_seeds: int = 2
+    reference_seeds: int = 1
+
+    def budgets(self) -> list[tuple[str, TrialSettings, int]]:
+        return [("short", self.short, self.short_seeds), ("reference", self.reference, self.reference_seeds)]
+
+    def jobs(self) -> dict[str, list[Job]]:
+        out, number = {}, 0
+        for name, _, seeds in self.budgets():
+            out[name] = []
+            for label, config in self.panel:
+                for seed in range(seeds):
+                    out[name].append(Job(number=number, label=label, config=config, seed=seed))
+                    number += 1
+        return out
+
+
+def run_fidelity(plan: StudyPlan, *, imports: list[Path] = (), train: bool = True, confidence: float = 0.95,
+                 record_shipped: bool = False, command: list[str] | None = None, address: str | None = None,
+                 workers: int = 1,
+                 cpus_per_trial: float = 2.0, gpus_per_trial: float = 0.0,
                  progress: Callable[[int, int], None] | None = None) -> FidelityResult:
-    """Train `n_archs` architectures at a short and a long budget and correlate the two rankings.
+    """Run (or resume, or only analyse with `train=False`) a fidelity study and write its tables. A study
+    with every planned trial complete is put on record for its short budget and evaluator (the user's record;
+    also the package's shipped one with `record_shipped`), so searches at that budget can state it.
 
-    Args:
-        space: search space the sampled architectures come from.
-        n_archs: architectures (presets first, then samples drawn with `sample_seed`).
-        short, long: settings of the two budgets; same run folder, metrics and evaluator.
-        seeds: proxy-training seeds per architecture and budget (metrics are averaged over them).
-        progress: called (done, total) over all trials of both budgets.
+    Raises:
+        UserError: seeds out of range, a reference not larger than the short budget, unreadable imports.
     """
-    if seeds < 1:
-        raise UserError(f"--seeds must be positive, got {seeds}")
-    if short.run_dir != long.run_dir:
-        raise UserError("both budgets must write to the same run folder")
-    if not short.budget.steps < long.budget.steps:
-        raise UserError(f"--short ({short.budget.steps} steps) must be fewer steps than --long "
-                        f"({long.budget.steps})")
-    archs = fidelity_archs(space, n_archs, sample_seed)
-    manifest = dict(command=command or [], space=space, n_archs=n_archs, seeds=seeds, sample_seed=sample_seed,
-                    budgets=dict(short=short.budget.to_dict(), long=long.budget.to_dict()),
-                    metrics=list(short.metrics), device=short.device,
-                    provenance=provenance(seeds=seeds, device=short.device))
-    run, _ = open_run(Path(short.run_dir), KIND, manifest, same=("budgets",))
-    info = prepare(short, [])
-    per_budget = len(archs) * seeds
-    jobs = {name: [Job(number=offset * per_budget + i * seeds + s, label=label, config=config, seed=s)
-                   for i, (label, config) in enumerate(archs) for s in range(seeds)]
-            for offset, name in enumerate(BUDGETS)}
-    results: dict[str, list[dict]] = {}
-    for offset, (name, settings) in enumerate(zip(BUDGETS, (short, long))):
-        done_before = offset * per_budget
+    if plan.short_seeds < 1 or plan.reference_seeds < 1:
+        raise UserError("--short-seeds and --reference-seeds must be positive")
+    check_reference(plan.short.budget, plan.reference.budget)
+    imported = read_imports(list(imports))
+    manifest = dict(command=command or [], panel=plan.panel_name, archs=[lbl for lbl, _ in plan.panel],
+                    seeds=dict(short=plan.short_seeds, reference=plan.reference_seeds),
+                    budgets=dict(short=plan.short.budget.to_dict(), reference=plan.reference.budget.to_dict()),
+                    metrics=list(QUALITY_KEYS), device=plan.short.device,
+                    provenance=provenance(device=plan.short.device))
+    run, _ = open_run(Path(plan.short.run_dir), KIND, manifest, same=("budgets",))
+    jobs = plan.jobs()
+    total = sum(len(j) for j in jobs.values())
+    evaluators: dict[str, dict] = {}
+    rows: dict[str, list[dict[str, Any]]] = {}
+    done = 0
+    for name, settings, _ in plan.budgets():
+        evaluators[name] = prepare(settings, []).get("evaluator", {})
+        budget_hash = settings.budget_hash
+        for job in jobs[name]:
+            key = (job.config.arch_id, budget_hash, job.seed, evaluators[name].get("model_id"))
+            if key in imported and finished_row(run, job, settings) is None:
+                write_json(run.trial_dir(job.number) / "metrics.json", _imported_row(imported[key], job, settings))
+        if train:
+            def report(d: int, t: int, base: int = done) -> None:
+                if progress:
+                    progress(base + d, total)
 
-        def report(done: int, total: int, base: int = done_before) -> None:
-            if progress:
-                progress(base + done, 2 * per_budget)
+            rows[name] = run_jobs(jobs[name], settings, address=address, workers=workers,
+                                  cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, progress=report)
+        else:
+            rows[name] = [finished_row(run, job, settings) or dict(number=job.number, state="MISSING")
+                          for job in jobs[name]]
+        done += len(jobs[name])
+        if progress:
+            progress(done, total)
+    result = write_study(run.path, plan, jobs, rows, evaluators, confidence)
+    if result.missing == 0:
+        entry = dict(panel=plan.panel_name, short=describe(plan.short), reference=describe(plan.reference),
+                     n_archs=len(plan.panel), seeds=dict(short=plan.short_seeds, reference=plan.reference_seeds),
+                     created=result.provenance["created"], run=str(run.path),
+                     metrics={r["metric"]: {k: r.get(k) for k in ENTRY_KEYS} for r in result.correlations})
+        model_id = evaluators["short"].get("model_id")
+        record(plan.short.budget_hash, model_id, entry)
+        if record_shipped:
+            record(plan.short.budget_hash, model_id, entry, shipped=True)
+    return result
 
-        results[name] = run_jobs(jobs[name], settings, address=address, workers=workers,
-                                 cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, progress=report)
-    run.write_trials([{k: v for k, v in r.items() if k != "traceback"} | {"budget": name}
-                      for name in BUDGETS for r in results[name]])
-    rows = []
-    for i, (label, config) in enumerate(archs):
-        row: dict[str, Any] = dict(label=label, arch_id=config.arch_id, params=analytic_cost(config).params)
-        for name in BUDGETS:
-            trials = results[name][i * seeds:(i + 1) * seeds]
-            ok = [t for t in trials if t.get("state") == "COMPLETE"]
-            row[f"n_ok_{name}"] = len(ok)
-            for metric in QUALITY_KEYS:
-                row[f"{metric}_{name}"], row[f"{metric}_{name}_ci"] = mean_ci([t.get(metric) for t in ok], confidence)
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    tau, rho = correlations(table)
-    prov = provenance(seeds=list(range(seeds)), device=short.device, evaluator=info.get("evaluator"),
-                      budgets=manifest["budgets"], confidence=confidence)
-    out = run.path / "fidelity"
-    with atomic_path(out / "architectures.csv") as tmp:
-        table.to_csv(tmp, index=False)
-    corr = pd.DataFrame(dict(metric=list(QUALITY_KEYS), kendall_tau=[tau[m] for m in QUALITY_KEYS],
-                             spearman_rho=[rho[m] for m in QUALITY_KEYS], n_archs=len(archs), seeds=seeds,
-                             short_steps=short.budget.steps, long_steps=long.budget.steps))
-    with atomic_path(out / "correlations.csv") as tmp:
-        corr.to_csv(tmp, index=False)
-    md = [f"# Proxy fidelity: {short.budget.steps} vs {long.budget.steps} steps", "",
-          f"- {len(archs)} architectures ({', '.join(a for a, _ in archs)}), {seeds} seed(s) each",
-          f"- training device: {short.device}; evaluator: {info.get('evaluator')}",
-          f"- versions: {', '.join(f'{k} {v}' for k, v in prov['versions'].items())}; created {prov['created']}",
-          "", "| metric | Kendall tau | Spearman rho |", "|---|---|---|"]
-    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-    md += [f"| {m} | {fmt(tau[m])} | {fmt(rho[m])} |" for m in QUALITY_KEYS]
-    files = [out / "architectures.csv", out / "correlations.csv",
-             write_text(out / "correlations.md", "\n".join(md) + "\n"),
-             write_text(out / "scatter.html", scatter_html(table, short.budget, long.budget))]
-    result = FidelityResult(run_dir=run.path, architectures=rows, kendall_tau=tau, spearman_rho=rho, files=files,
-                            provenance=prov)
+
+def write_study(run_path: Path, plan: StudyPlan, jobs: dict[str, list[Job]], rows: dict[str, list[dict]],
+                evaluators: dict[str, dict], confidence: float) -> FidelityResult:
+    """Compute the study's tables from the trial rows and write them under `<run>/fidelity/`."""
+    long_rows = []
+    for name in BUDGETS:
+        for job, row in zip(jobs[name], rows[name]):
+            long_rows.append(dict(label=job.label, arch_id=job.config.arch_id, budget=name, seed=job.seed,
+                                  state=row.get("state"), cached=row.get("cached"),
+                                  imported_from=row.get("imported_from"))
+                             | {k: v for k, v in row.items() if k in QUALITY_KEYS or k.startswith("seconds_")})
+    trials = pd.DataFrame(long_rows)
+    for metric in QUALITY_KEYS:
+        if metric not in trials.columns:
+            trials[metric] = None
+    metrics = QUALITY_KEYS
+    order = [c.arch_id for _, c in plan.panel[:-1]] if plan.panel_name == "paper" else None
+    corr = correlations(trials, metrics, order, confidence)
+    archs = seed_means(trials, metrics)
+    missing = int((trials["state"] != "COMPLETE").sum())
+    prov = provenance(seeds=dict(short=plan.short_seeds, reference=plan.reference_seeds), device=plan.short.device,
+                      evaluator=evaluators, budgets=dict(short=plan.short.budget.to_dict(),
+                                                         reference=plan.reference.budget.to_dict()),
+                      confidence=confidence, panel=plan.panel_name)
+    out = run_path / "fidelity"
+    files = []
+    for stem, frame in (("trials", trials), ("architectures", archs), ("correlations", corr)):
+        with atomic_path(out / f"{stem}.csv") as tmp:
+            frame.to_csv(tmp, index=False)
+        files.append(out / f"{stem}.csv")
+    files.append(write_text(out / "correlations.md", markdown(corr, plan, trials, prov)))
+    result = FidelityResult(run_path, corr.to_dict("records"), archs.to_dict("records"), missing, files, prov)
     files.append(write_json(out / "fidelity.json", result.to_dict()))
     return result
+
+
+def _ci(value: float | None, low: float | None, high: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def _num(value: Any, fmt: str = ".3g") -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, fmt)
+
+
+def describe(settings: TrialSettings) -> str:
+    b = settings.budget
+    return f"{b.steps} steps, {b.image_size} px, width / {b.width_divisor}"
+
+
+def markdown(corr: pd.DataFrame, plan: StudyPlan, trials: pd.DataFrame, prov: dict[str, Any]) -> str:
+    """The study's table as Markdown, with what it was measured on and how much of the plan is done."""
+    ok = trials[trials["state"] == "COMPLETE"].groupby("budget")["arch_id"].count().to_dict()
+    lines = [
+        f"# Proxy fidelity: {plan.panel_name} panel, short ({describe(plan.short)}) vs reference "
+        f"({describe(plan.reference)})", "",
+        f"- {len(plan.panel)} architectures: {', '.join(lbl for lbl, _ in plan.panel)}",
+        f"- seeds: {plan.short_seeds} short, {plan.reference_seeds} reference; complete trials: "
+        f"{ok.get('short', 0)} of {len(plan.panel) * plan.short_seeds} short, {ok.get('reference', 0)} of "
+        f"{len(plan.panel) * plan.reference_seeds} reference",
+        f"- device {plan.short.device}; evaluator {prov.get('evaluator', {}).get('short', {}).get('model_id')}; "
+        f"versions: {', '.join(f'{k} {v}' for k, v in prov['versions'].items())}; created {prov['created']}",
+        f"- intervals: {int(prov['confidence'] * 100)}% percentile bootstrap over architectures; seed ceiling = "
+        "the same agreement between seeds 0 and 1 of one budget; goal for the ranking metric: tau >= "
+        f"{TAU_GOAL} and >= {CEILING_SHARE_GOAL} x the ceiling",
+        "", "| metric | n | Kendall tau [95% CI] | Spearman rho [95% CI] | seed ceiling tau (short) | "
+            "median seed sd (short) | same sign along the path | s / trial short | s / trial reference |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in corr.to_dict("records"):
+        sign = f"{r['sign_same']} of {r['sign_compared']}" if r.get("sign_compared") else "-"
+        lines.append(
+            f"| {r['metric']} | {r['n']} | {_ci(r['tau'], r['tau_low'], r['tau_high'])} | "
+            f"{_ci(r['rho'], r['rho_low'], r['rho_high'])} | "
+            f"{_ci(r['ceiling_short_tau'], r['ceiling_short_tau_low'], r['ceiling_short_tau_high'])} | "
+            f"{_num(r['seed_sd_short'])} | {sign} | {_num(r['seconds_short'], '.0f')} | "
+            f"{_num(r['seconds_reference'], '.0f')} |")
+    return "\n".join(lines) + "\n"
+
+
+def replace_budget(settings: TrialSettings, **changes) -> TrialSettings:
+    """`settings` with a changed budget (e.g. the reference's steps or scale)."""
+    return dataclasses.replace(settings, budget=settings.budget.replace(**changes))

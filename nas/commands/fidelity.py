@@ -1,0 +1,104 @@
+"""`nas fidelity`: does the short proxy budget rank a panel of architectures like a reference budget does?"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import Progress
+from rich.table import Table
+
+from evaluators.training import Budget
+from nas.commands.ablate import PROGRESS_COLUMNS, BarProgress, _run_dir
+from nas.console import console, err_console, print_json
+from nas.trial_runner import QUALITY_KEYS, TrialSettings
+
+
+def _ci(row: dict, key: str) -> str:
+    value = row.get(key)
+    if value is None or value != value:
+        return "-"
+    return f"{value:.2f} [{row[f'{key}_low']:.2f}, {row[f'{key}_high']:.2f}]"
+
+
+def fidelity(
+    panel: str = typer.Option("paper", "--panel", help="paper (sd15, each cumulative paper step, bk_sdm_tiny) | "
+                              "random (--archs samples of --space) | a file of ArchConfigs (JSON list, object or "
+                              "JSON lines)."),
+    space: str = typer.Option("unet_mobile", "--space", help="Search space of the random panel."),
+    archs: int = typer.Option(10, "--archs", help="Architectures of the random panel."),
+    sample_seed: int = typer.Option(0, "--sample-seed", help="Seed of the random panel."),
+    short_steps: int = typer.Option(Budget().steps, "--short-steps", "--short",
+                                    help="Short budget under test: training steps (default: the search's)."),
+    short_seeds: int = typer.Option(2, "--short-seeds", help="Seeds per architecture at the short budget (2+ "
+                                    "gives the seed ceiling)."),
+    reference_steps: int = typer.Option(4 * Budget().steps, "--reference-steps", "--long",
+                                        help="Reference budget: training steps."),
+    reference_image_size: Optional[int] = typer.Option(None, "--reference-image-size",
+                                                       help="Reference proxy image side (default: the short's)."),
+    reference_width_divisor: Optional[int] = typer.Option(
+        None, "--reference-width-divisor", help="Reference proxy width divisor (default: the short's; smaller is "
+        "wider)."),
+    reference_seeds: int = typer.Option(1, "--reference-seeds", help="Seeds per architecture at the reference."),
+    seeds: Optional[int] = typer.Option(None, "--seeds", help="Seeds at both budgets (overrides the two above)."),
+    imports: list[Path] = typer.Option([], "--import", help="CSV of trials recorded earlier (e.g. the committed "
+                                       "benchmarks/fidelity/trials.csv): rows of the same architecture, seed, "
+                                       "budget and evaluator are used instead of training again. Repeatable."),
+    train: bool = typer.Option(True, "--train/--no-train", help="--no-train: only analyse what is on record."),
+    confidence: float = typer.Option(0.95, "--confidence", help="Bootstrap interval level."),
+    record_shipped: bool = typer.Option(False, "--record-shipped", help="Maintainers: also put a complete study "
+                                        "on the package's shipped record (nas/fidelity_record.json)."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run folder (default runs/fidelity-<time>); "
+                                           "an existing fidelity run folder is resumed."),
+    address: Optional[str] = typer.Option(None, "--address", help="Existing Ray cluster host:port."),
+    workers: int = typer.Option(1, "--workers", help="Trials running at once."),
+    cpus_per_trial: float = typer.Option(2.0, "--cpus-per-trial", help="Ray CPUs (and torch threads) per trial."),
+    gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", help="Ray GPUs per trial (proxies train on CUDA)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the study as JSON instead of a table."),
+) -> None:
+    """Rank agreement (Kendall tau, Spearman rho, bootstrap intervals) of the short proxy budget with a reference,
+    the seed ceiling, the seed spread and the cost of every quality signal."""
+    from nas.ablation.fidelity import StudyPlan, run_fidelity
+    from nas.ablation.panels import load_panel
+    from nas.errors import UserError
+
+    if not 0 < confidence < 1:
+        raise UserError(f"--confidence must be in (0, 1), got {confidence}")
+    chosen = load_panel(panel, space, archs, sample_seed)  # bad panels fail before anything is written
+    short = Budget(steps=short_steps)
+    reference = short.replace(steps=reference_steps, image_size=reference_image_size or short.image_size,
+                              width_divisor=reference_width_divisor or short.width_divisor)
+    base = TrialSettings(run_dir=str(_run_dir(run_dir, "fidelity")), metrics=QUALITY_KEYS, budget=short,
+                         threads=max(1, int(cpus_per_trial)), device="cuda" if gpus_per_trial > 0 else "cpu")
+    plan = StudyPlan(panel, chosen, base, TrialSettings(**{**base.__dict__, "budget": reference}),
+                     short_seeds=seeds or short_seeds, reference_seeds=seeds or reference_seeds)
+    total = len(chosen) * (plan.short_seeds + plan.reference_seeds)
+    with Progress(*PROGRESS_COLUMNS, console=err_console if json_out else console, transient=json_out) as bar:
+        task = bar.add_task(f"fidelity trials ({len(chosen)} archs, {plan.short_seeds}+{plan.reference_seeds} "
+                            "seeds)", total=total)
+        result = run_fidelity(plan, imports=imports, train=train, confidence=confidence, record_shipped=record_shipped,
+                              command=["nas", *sys.argv[1:]], address=address, workers=workers,
+                              cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
+                              progress=BarProgress(bar, task))
+    if json_out:
+        print_json(result.to_dict())
+        return
+    table = Table("metric", "n", "tau [95% CI]", "rho [95% CI]", "ceiling tau", "seed sd", "s/trial",
+                  title=f"Proxy fidelity ({panel}): {short_steps} steps vs reference {reference_steps} steps, "
+                        f"{reference.image_size} px, width/{reference.width_divisor}")
+    for row in result.correlations:
+        seconds = row.get("seconds_short")
+        table.add_row(row["metric"], str(row["n"]), _ci(row, "tau"), _ci(row, "rho"),
+                      _ci(row, "ceiling_short_tau"), "-" if row.get("seed_sd_short") is None
+                      else f"{row['seed_sd_short']:.3g}", "-" if seconds is None else f"{seconds:.0f}")
+    console.print(table)
+    if result.missing:
+        console.print(f"{result.missing} planned trial(s) have no result yet"
+                      + ("" if train else " (--no-train); run without it to train them"))
+    console.print(f"run folder: {result.run_dir}; files in fidelity/: {', '.join(f.name for f in result.files)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("fidelity")(fidelity)
