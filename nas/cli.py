@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "nas.commands.evaluators",
     "nas.commands.evaluate",
     "nas.commands.ablate",
+    "nas.commands.fidelity",
 )
 
 app = typer.Typer(

@@ -53,10 +53,16 @@ class SignalGuard:
         print(f"nas: {signal.Signals(signum).name} again: exiting now{self.hint}", file=sys.stderr, flush=True)
         os._exit(128 + signum)
 
-    def __enter__(self) -> "SignalGuard":
+    def install(self) -> None:
+        """(Re)install the handlers: libraries that start later (Ray's driver installs its own SIGTERM
+        handler in `ray.init`) would otherwise take the signals over."""
         if threading.current_thread() is threading.main_thread():
             for sig in SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
+                previous = signal.signal(sig, self._handle)
+                self._previous.setdefault(sig, previous)
+
+    def __enter__(self) -> "SignalGuard":
+        self.install()
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -32,6 +32,7 @@ from typing import Any
 
 import pandas as pd
 
+from core.metrics import METRICS, names
 from nas.errors import UserError
 from nas.io import atomic_path, write_json
 
@@ -41,13 +42,10 @@ READABLE_FORMATS = (1, 2)
 STUDY_FILE = "study.db"
 TRIAL_COLUMNS = (
     "number", "state", "arch_id", "preset", "cached", "params", "macs", "macs_no_attention", "latency_ms",
-    "fid", "kid", "clip_score", "val_loss", "seconds_train", "seconds_sample", "seconds_score",
-    "seconds_latency", "seconds_total", "failure_reason", "sample_grid", "config_json",
+    *names("quality"), "seconds_train", "seconds_sample", "seconds_score", "seconds_latency", "seconds_total",
+    "failure_reason", "sample_grid", "config_json",
 )
-METRIC_DIRECTIONS = {  # how each metric is optimised when it is an objective
-    "fid": "minimize", "kid": "minimize", "clip_score": "maximize", "val_loss": "minimize",
-    "latency_ms": "minimize", "params": "minimize", "macs": "minimize",
-}
+METRIC_DIRECTIONS = {n: m.direction for n, m in METRICS.items()}  # how each metric is optimised as an objective
 
 
 class RunFolder:

@@ -29,6 +29,7 @@ from typing import Any, Callable
 import optuna
 
 from nas.errors import UserError
+from nas.fidelity_record import on_record
 from nas.heartbeat import DRIVER_ATTR, Heartbeat, heartbeat_storage, stale_trial_ids
 from nas.interrupt import Interrupted, SignalGuard
 from nas.objectives import Objective
@@ -36,6 +37,7 @@ from nas.provenance import provenance
 from nas.run_folder import FORMAT_VERSION, STUDY_FILE, RunFolder
 from nas.run_lock import HOLDER_FILE, LOCK_FILE, RunLock, driver_id
 from nas.samplers import make_sampler
+from nas.schedulers import Rungs, make_scheduler, validate_rungs
 from nas.trial_runner import TrialSettings, constraint_values, prepare, run_trial
 from search_spaces.presets import PRESETS, get_preset
 from search_spaces.space import get_space
@@ -64,6 +66,7 @@ class SearchOptions:
     cpus_per_trial: float = 2.0
     gpus_per_trial: float = 0.0
     max_failures: int = 0  # Ray retries of a trial whose worker died
+    rungs: Rungs = field(default_factory=Rungs)  # trial scheduler (early stopping) and its rung budgets
     resume: bool = False
     report: bool = True  # write the HTML report at the end
     command: list[str] = field(default_factory=lambda: list(sys.argv))
@@ -162,6 +165,7 @@ def validate_options(opts: SearchOptions) -> None:
         raise UserError(f"--latency-budget-ms must be positive, got {s.latency_budget_ms}")
     if s.max_params is not None and s.max_params <= 0:
         raise UserError(f"--max-params must be positive, got {s.max_params}")
+    validate_rungs(opts.rungs, [o.name for o in opts.objectives], s.budget.seconds is not None)
     if opts.address:
         _check_address(opts.address)
 
@@ -253,6 +257,9 @@ def _open_run(opts: SearchOptions) -> _OpenRun:
                 raise UserError(f"{run.path} is a run of space {manifest.get('space')!r} with objectives "
                                 f"{[o['name'] for o in manifest.get('objectives', [])]}; it cannot resume as "
                                 f"{opts.space!r} with {[o['name'] for o in objectives]}")
+            if manifest.get("scheduler", Rungs().to_dict()) != opts.rungs.to_dict():
+                raise UserError(f"{run.path} was run with scheduler settings {manifest.get('scheduler')}; it cannot "
+                                f"resume with {opts.rungs.to_dict()}")
             storage_url, study_name = run.storage_url(manifest), manifest["study_name"]
         else:
             opened.fresh = True
@@ -267,7 +274,7 @@ def _open_run(opts: SearchOptions) -> _OpenRun:
                 format=FORMAT_VERSION, name=opts.run_dir.name, command=opts.command, space=opts.space,
                 objectives=objectives, sampler=opts.sampler, seed=opts.seed, n_trials=opts.trials,
                 storage=opts.storage, study_file=None if opts.storage else STUDY_FILE, study_name=study_name,
-                warm_start=list(opts.warm_start), budget=opts.settings.budget.to_dict(),
+                warm_start=list(opts.warm_start), budget=opts.settings.budget.to_dict(), scheduler=opts.rungs.to_dict(),
                 constraints=dict(latency_budget_ms=opts.settings.latency_budget_ms,
                                  max_params=opts.settings.max_params),
                 metrics=list(opts.settings.metrics), provenance=provenance(seed=opts.seed)))
@@ -297,6 +304,10 @@ def trial_rows(run: RunFolder, study: optuna.Study) -> list[dict[str, Any]]:
         settled = next((a for a in SETTLED_ATTRS if t.user_attrs.get(a)), None)
         if settled:  # its metrics (if any) never reached the study: not part of the run
             row.update(state=settled.upper(), failure_reason=t.user_attrs.get("failure_reason"))
+        elif t.user_attrs.get("stopped_at_step") is not None:  # its last intermediate values, never complete
+            row.update(t.user_attrs.get("stopped_values") or {})
+            row.update(state="STOPPED", stopped_at_step=t.user_attrs["stopped_at_step"],
+                       failure_reason=t.user_attrs.get("failure_reason"))
         if not row.get("failure_reason"):
             row["failure_reason"] = t.user_attrs.get("failure_reason")
         for k, v in t.params.items():
@@ -346,6 +357,13 @@ def _make_searcher(opts: SearchOptions, study: optuna.Study, storage: optuna.sto
             values = [result.get(o.name) for o in opts.objectives]
             if state == "COMPLETE" and all(v is not None for v in values):
                 self._ot_study.tell(ot_trial, values)
+            elif state == "RUNNING":  # its last report was intermediate: the trial scheduler stopped it there
+                step = result.get("step")
+                ot_trial.set_user_attr("stopped_at_step", step)
+                ot_trial.set_user_attr("stopped_values", {o.name: result.get(o.name) for o in opts.objectives})
+                ot_trial.set_user_attr("failure_reason", f"stopped early by the {opts.rungs.scheduler} scheduler "
+                                                         f"at step {step} of {opts.rungs.steps}")
+                self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
             elif self.guard and self.guard.received and not result:
                 ot_trial.set_user_attr("interrupted", True)
                 ot_trial.set_user_attr("failure_reason", INTERRUPTED_REASON.format(signal=self.guard.name))
@@ -440,6 +458,7 @@ def _search(opts: SearchOptions, opened: _OpenRun, guard: SignalGuard, began: fl
         manifest = run.manifest()
         stage = time.perf_counter()
         manifest.update(prepare(settings, [get_preset(n) for n in opts.warm_start], progress=prepare_progress))
+        manifest["fidelity"] = on_record(settings.budget_hash, manifest.get("evaluator", {}).get("model_id"))
         run.write_manifest(manifest)
         timings = {"prepare": time.perf_counter() - stage}
         _, _, finished = _counts(study)
@@ -514,8 +533,10 @@ def _run_tuner(opts: SearchOptions, run: RunFolder, study: optuna.Study, remaini
 
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # SIGINT is this driver's (SignalGuard + StopOnSignal)
     ray_startup = _start_ray(opts)
+    guard.install()  # ray.init installed its own SIGTERM handler in this driver
     ray_memory_mb = _children_rss_mb()
     warnings.filterwarnings("ignore", message="Define-by-run function passed")  # first call imports the space
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")  # nas.heartbeat beats for us
     heartbeat = Heartbeat(study, _DRIVER)
     heartbeat.start()
     try:
@@ -526,7 +547,8 @@ def _run_tuner(opts: SearchOptions, run: RunFolder, study: optuna.Study, remaini
         resources = {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial}
         tuner = tune.Tuner(
             tune.with_resources(trainable, resources),
-            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining, reuse_actors=True),
+            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining, reuse_actors=True,
+                                        scheduler=make_scheduler(opts.rungs, opts.objectives[0].name)),
             run_config=tune.RunConfig(
                 name=f"tune-{int(time.time())}", storage_path=str(run.path / "ray"), verbose=0, stop=StopOnSignal(),
                 failure_config=tune.FailureConfig(max_failures=opts.max_failures),

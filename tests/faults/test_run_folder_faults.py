@@ -6,6 +6,7 @@ is lost or duplicated (counts and values against the study)."""
 
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -26,7 +27,7 @@ DRIVER = """\
 import dataclasses
 import sys
 from pathlib import Path
-sys.path.insert(0, {tests!r})
+sys.path[:0] = [{root!r}, {tests!r}]  # the repo first: tests/reports must not shadow the reports package
 from search_helpers import tiny_options, tiny_settings
 from nas.cli import run_guarded
 from nas.search import run_search
@@ -49,16 +50,21 @@ def _complete(run_dir: Path) -> dict[int, list[float]]:
 
 def _driver(tmp_path: Path, run_dir: Path, trials: int, steps: int = 8) -> subprocess.Popen:
     script = tmp_path / "drive.py"
-    script.write_text(DRIVER.format(tests=str(TESTS_DIR)))
+    script.write_text(DRIVER.format(root=str(TESTS_DIR.parent), tests=str(TESTS_DIR)))
     return subprocess.Popen([sys.executable, str(script), str(run_dir), str(trials), str(steps)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
 
 
+GLOG = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [IWE] \d+ \d+\] \w+\.cc:\d+: ")
+
+
 def _one_line(stderr: str) -> str:
-    """The driver's own stderr line: exactly one, no traceback (Ray's C++ start-up warnings, which carry a
-    glog prefix such as `[2026-...] ... W1201` or `WARNING`, are Ray's, not ours)."""
-    lines = [ln for ln in stderr.splitlines() if ln.startswith("nas:")]
+    """The driver's one stderr line: no traceback, and nothing else on stderr but the program's own one-line
+    warnings (e.g. a cache rebuilt by an earlier test of the session) and Ray's C++ log lines (glog format;
+    in a loopback-only namespace Ray's core worker warns that it cannot reach 8.8.8.8 to find its address)."""
     assert "Traceback" not in stderr, stderr
+    lines = [ln for ln in stderr.splitlines()
+             if ln.strip() and not ln.startswith("nas: warning:") and not GLOG.match(ln)]
     assert len(lines) == 1, stderr
     return lines[0]
 
