@@ -13,6 +13,7 @@ fails before its first trial removes the run folder it created.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -387,17 +388,35 @@ def _make_searcher(opts: SearchOptions, study: optuna.Study, storage: optuna.sto
 
 
 def _trainable(tune_config: dict, settings: TrialSettings, space_name: str, seed: int) -> dict:
-    """The Ray Tune function trainable: one architecture, reported once."""
+    """The Ray Tune function trainable: one architecture. With rungs (`settings.report_at`) it reports each
+    rung's held-out signals with a checkpoint of its training state (state "RUNNING"), so a scheduler can stop
+    it there, and a restored trial continues from its last checkpoint; the final report is the full row."""
+    import tempfile
+
     import ray
     from ray import tune
+
+    from evaluators.training.train import TrainState
 
     number = tune_config["_number"]
     params = {k: v for k, v in tune_config.items() if not k.startswith("_")}
     config = get_space(space_name).from_params(params)
     label = next((n for n in PRESETS.names() if get_preset(n) == config), "")
     context = ray.get_runtime_context()
+
+    def on_rung(values: dict, state: TrainState) -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            state.save(Path(folder) / "train_state.pt")
+            tune.report(values | {"state": "RUNNING"}, checkpoint=tune.Checkpoint.from_directory(folder))
+
+    checkpoint = tune.get_checkpoint()
+    resume = None
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            resume = TrainState.load(Path(folder) / "train_state.pt")
     row = run_trial(settings, config, number, seed, label=label, params=params,
-                    extra=dict(ray_node=context.get_node_id(), ray_gcs=context.gcs_address))
+                    extra=dict(ray_node=context.get_node_id(), ray_gcs=context.gcs_address),
+                    on_rung=on_rung if settings.report_at else None, resume=resume)
     result = {k: v for k, v in row.items() if not k.startswith("p_") and k not in ("config_json", "traceback")}
     result["constraints"] = constraint_values(settings, row)
     tune.report(result)
@@ -438,6 +457,8 @@ def run_search(opts: SearchOptions, progress: Callable[[dict], None] | None = No
     began = time.perf_counter()
     validate_options(opts)
     opts.run_dir = opts.run_dir.resolve()
+    opts.settings = dataclasses.replace(opts.settings, report_at=tuple(opts.rungs.budgets()),
+                                        rung_signals=(opts.objectives[0].name,) if opts.rungs.active else ())
     with SignalGuard(hint=f"; resume with: nas search --run-dir {opts.run_dir} --resume") as guard:
         opened = _open_run(opts)
         try:

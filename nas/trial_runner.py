@@ -13,18 +13,22 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
+from core.metrics import names
 from evaluators.cost import analytic_cost
+from evaluators.memory import TooLargeError
 from evaluators.training import Budget, evaluate_arch
+from evaluators.training.rungs import Intermediate
+from evaluators.training.train import TrainState
 from nas.io import write_json
 from nas.objectives import LATENCY, QUALITY
 from nas.run_folder import RunFolder
 from search_spaces.config import ArchConfig
 
-QUALITY_KEYS = ("fid", "kid", "clip_score", "val_loss")
+QUALITY_KEYS = names("quality")
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,10 @@ class TrialSettings:
     # calibration is monotone, so it never changes which architectures dominate).
     calibrate_latency: bool | None = None
     max_params: int | None = None  # constraint: params <= this
+    max_memory: int | None = None  # bytes a trial may allocate (None: what is available); bigger ones FAIL
     evaluator_recipe: dict = field(default_factory=dict)  # domain-CLIP recipe overrides (tests use tiny ones)
+    report_at: tuple[int, ...] = ()  # training steps at which a trial reports to its scheduler (rungs)
+    rung_signals: tuple[str, ...] = ("val_loss",)  # held-out signals reported at the rungs
 
     @property
     def needs_quality(self) -> bool:
@@ -60,10 +67,14 @@ class TrialSettings:
     def needs_latency(self) -> bool:
         return any(m in LATENCY for m in self.metrics) or self.latency_budget_ms is not None
 
+    @property
+    def budget_hash(self) -> str:
+        """10 hex digits of the budget (every field: steps, scale, data, sampler, ...)."""
+        return hashlib.sha256(json.dumps(self.budget.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+
     def cache_key(self, arch_id: str, seed: int) -> str:
         """Key of the quality cache: same architecture, seed and budget give the same metrics."""
-        budget = json.dumps(self.budget.to_dict(), sort_keys=True)
-        return f"{arch_id}-s{seed}-{hashlib.sha256(budget.encode()).hexdigest()[:10]}"
+        return f"{arch_id}-s{seed}-{self.budget_hash}"
 
 
 def constraint_values(settings: TrialSettings, row: dict[str, Any]) -> dict[str, float]:
@@ -77,7 +88,9 @@ def constraint_values(settings: TrialSettings, row: dict[str, Any]) -> dict[str,
 
 
 def run_trial(settings: TrialSettings, config: ArchConfig, number: int, seed: int, *, label: str = "",
-              params: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+              params: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
+              on_rung: Callable[[dict, TrainState], None] | None = None,
+              resume: TrainState | None = None) -> dict[str, Any]:
     """Evaluate `config` as trial `number` of the run; returns its trials-table row (also in metrics.json).
 
     Args:
@@ -88,6 +101,10 @@ def run_trial(settings: TrialSettings, config: ArchConfig, number: int, seed: in
         label: preset or ablation-step name shown in tables.
         params: the design-dimension values (stored as `p_<name>` columns).
         extra: more columns for the row (e.g. where the trial ran).
+        on_rung: called at each step of `settings.report_at` with the rung's values ({"step", "train_loss",
+            <signal>}) and the training state to checkpoint; the trial's metrics.json then holds the row so
+            far with state RUNNING and the rung history.
+        resume: a training state to continue from (a restored checkpoint).
     """
     run = RunFolder(settings.run_dir)
     out_dir = run.trial_dir(number)
@@ -111,7 +128,21 @@ def run_trial(settings: TrialSettings, config: ArchConfig, number: int, seed: in
             row.update(state="INFEASIBLE", failure_reason="infeasible: " + ", ".join(
                 f"{k} exceeds the limit by {v:.4g}" for k, v in violated.items()))
         elif settings.needs_quality:
-            row.update(_quality(settings, run, config, seed, out_dir))
+            history: list[dict] = []
+
+            def rung(values: dict, state: TrainState) -> None:
+                history.append(values)
+                write_json(out_dir / "metrics.json", row | values | {"state": "RUNNING", "rungs": json.dumps(history)})
+                if on_rung:
+                    on_rung(values, state)
+
+            intermediate = Intermediate(settings.report_at, rung, settings.rung_signals, resume) \
+                if settings.report_at or resume else None
+            row.update(_quality(settings, run, config, seed, out_dir, intermediate))
+            if history:
+                row["rungs"] = json.dumps(history)  # one JSON text per table cell
+    except TooLargeError as err:  # refused before anything was allocated: the reason says what and why
+        row.update(state="FAIL", failure_reason=str(err))
     except Exception as err:  # a broken architecture or evaluator must not stop the search
         row.update(state="FAIL", failure_reason=f"{type(err).__name__}: {err}".splitlines()[0][:500],
                    traceback=traceback.format_exc(limit=8))
@@ -120,19 +151,20 @@ def run_trial(settings: TrialSettings, config: ArchConfig, number: int, seed: in
     return row
 
 
-def _quality(settings: TrialSettings, run: RunFolder, config: ArchConfig, seed: int, out_dir: Path) -> dict:
+def _quality(settings: TrialSettings, run: RunFolder, config: ArchConfig, seed: int, out_dir: Path,
+             intermediate: Intermediate | None = None) -> dict:
     cache_file = run.cache_dir / f"{settings.cache_key(config.arch_id, seed)}.json"
     if cache_file.is_file():
         cached = json.loads(cache_file.read_text())
         return cached | {"cached": True}
     result = evaluate_arch(config, settings.budget, seed=seed, out_dir=out_dir, evaluator=_evaluator(settings),
-                           device=settings.device)
+                           device=settings.device, max_memory=settings.max_memory, intermediate=intermediate)
     if result.failed:
         return {"state": "FAIL", "failure_reason": result.failure_reason}
     grid = result.sample_grid
     metrics = {k: getattr(result, k) for k in QUALITY_KEYS} | {
-        "seconds_train": result.seconds.get("train"), "seconds_sample": result.seconds.get("sample"),
-        "seconds_score": result.seconds.get("score"), "steps": result.steps, "proxy_params": result.proxy_params,
+        f"seconds_{stage}": seconds for stage, seconds in result.seconds.items()} | {
+        "steps": result.steps, "proxy_params": result.proxy_params,
         "sample_grid": str(Path(grid).resolve().relative_to(run.path.resolve())) if grid else None,
     }
     write_json(cache_file, metrics)
@@ -145,10 +177,12 @@ _PROCESS_CACHE: dict[tuple, Any] = {}  # per worker process: predictors and eval
 def _predictor(settings: TrialSettings):
     from evaluators.latency import get_predictor
 
-    key = ("lut", settings.latency_device, settings.image_size, settings.lut_dir, settings.lut_threads)
+    key = ("lut", settings.latency_device, settings.image_size, settings.lut_dir, settings.lut_threads,
+           settings.max_memory)
     if key not in _PROCESS_CACHE:
         _PROCESS_CACHE[key] = get_predictor(settings.latency_device, lut_dir=settings.lut_dir,
-                                            image_size=settings.image_size, threads=settings.lut_threads)
+                                            image_size=settings.image_size, threads=settings.lut_threads,
+                                            max_memory=settings.max_memory)
     return _PROCESS_CACHE[key]
 
 

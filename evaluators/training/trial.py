@@ -13,13 +13,16 @@ from typing import Any, Callable
 import torch
 
 from evaluators.data import CaptionedImages, load_dataset
+from evaluators.memory import check_fits, training_memory
 from evaluators.quality import get_quality_evaluator
 from evaluators.training.budget import Budget
 from evaluators.training.diffusion import heldout_loss, heldout_loss_grid, sample, train_scheduler
 from evaluators.training.grid import write_grid
 from evaluators.training.model import build_proxy_model
 from evaluators.training.text_encoder import tokenize
+from evaluators.training.rungs import Intermediate, train_in_rungs
 from evaluators.training.train import train
+from nas.console import warn
 from nas.errors import UserError
 from search_spaces.config import ArchConfig
 from search_spaces.proxy import to_proxy
@@ -68,6 +71,48 @@ def _tokens(captions: tuple[str, ...], context_len: int) -> torch.Tensor:
     return tokenize(list(captions), context_len)
 
 
+HELDOUT_FIELDS = {"n_val": "--n-val", "n_samples": "--n-samples", "n_real": "--n-real"}
+MIN_HELDOUT = 2  # FID/KID/CMMD need two images per set
+
+
+def _heldout(budget: Budget) -> CaptionedImages:
+    held = _data(budget.data, "heldout", budget.image_size, None, budget.data_seed, budget.data_path)
+    if len(held) < MIN_HELDOUT:
+        raise UserError(f"the held-out split of {held.info.get('path', budget.data)} has {len(held)} image(s); "
+                        f"scoring needs at least {MIN_HELDOUT} (add images with more distinct captions)")
+    return held
+
+
+def fit_heldout(budget: Budget, n_val: int | None = None, n_samples: int | None = None,
+                n_real: int | None = None) -> Budget:
+    """The budget with held-out sizes the dataset's held-out split can supply.
+
+    Sizes given here are the user's and must fit; the budget's own sizes (the defaults, for the sizes given
+    as None) are lowered to the split's size when it is smaller, with a one-line warning. Loads the held-out
+    split (cached per process, so a trial in the same process reuses it).
+
+    Args:
+        budget: the budget (data source, image size and default held-out sizes).
+        n_val, n_samples, n_real: the user's held-out sizes; None keeps the budget's, lowered if needed.
+
+    Raises:
+        UserError: a given size larger than the split, a split with fewer than two images, or a size < 1.
+    """
+    explicit = {k: v for k, v in (("n_val", n_val), ("n_samples", n_samples), ("n_real", n_real)) if v is not None}
+    budget = budget.replace(**explicit)
+    held = _heldout(budget)
+    where = held.info.get("path", budget.data)
+    too_big = {name: getattr(budget, name) for name in HELDOUT_FIELDS if getattr(budget, name) > len(held)}
+    refused = [f"{HELDOUT_FIELDS[name]} {value}" for name, value in too_big.items() if name in explicit]
+    if refused:
+        raise UserError(f"the held-out split of {where} has {len(held)} images, fewer than {', '.join(refused)}")
+    if not too_big:
+        return budget
+    warn(f"the held-out split of {where} has {len(held)} images, fewer than the default "
+         f"{', '.join(f'{HELDOUT_FIELDS[n]} {v}' for n, v in too_big.items())}; using {len(held)}")
+    return budget.replace(**{name: len(held) for name in too_big})
+
+
 def _loss_curve(losses: list[float], every: int) -> list[tuple[int, float]]:
     return [(min(i + every, len(losses)), sum(losses[i:i + every]) / len(losses[i:i + every]))
             for i in range(0, len(losses), every)]
@@ -75,7 +120,8 @@ def _loss_curve(losses: list[float], every: int) -> list[tuple[int, float]]:
 
 def evaluate_arch(config: ArchConfig, budget: Budget = Budget(), seed: int = 0, out_dir: Path | None = None,
                   evaluator=None, report: Callable[[dict], None] | None = None,
-                  device: str | torch.device = "cpu") -> TrialResult:
+                  device: str | torch.device = "cpu", max_memory: int | None = None,
+                  intermediate: Intermediate | None = None) -> TrialResult:
     """Estimate the image quality of an architecture by a short text-to-image training of its proxy.
 
     Stages: setup (data, tokens, model, evaluator), train (the proxy UNet and its own text encoder),
@@ -94,17 +140,23 @@ def evaluate_arch(config: ArchConfig, budget: Budget = Budget(), seed: int = 0, 
         report: called during training with {"step", "loss", "lr", "seconds"} every `budget.report_every`
             steps (progress bars, trial schedulers).
         device: "cpu" or a CUDA device; CUDA trains in bfloat16 autocast.
+        max_memory: bytes the trial may use at most (None: what the device has available now).
+        intermediate: report held-out signals with a checkpoint at these steps, and/or resume from one
+            (trial schedulers); see `evaluators.training.rungs`.
 
     Returns:
         A TrialResult. A non-finite loss, gradient or sample gives `failed=True` with a `failure_reason`
         instead of an exception; bad input (budget, data, config) raises.
 
     Raises:
-        UserError, ConfigError: the budget, data source or proxy config is invalid.
+        UserError, ConfigError: the budget, data source or proxy config is invalid. TooLargeError (a
+            UserError): the proxy's estimated memory exceeds `max_memory` or the available memory; raised
+            before anything is built.
     """
     start = time.perf_counter()
     device = torch.device(device)
     proxy = to_proxy(config, budget.scale)
+    check_proxy_fits(config, budget, str(device), max_memory)
     result = TrialResult(arch_id=config.arch_id, proxy_arch_id=proxy.arch_id, seed=seed, device=str(device),
                          budget=budget.to_dict())
     clock = [time.perf_counter()]
@@ -115,11 +167,14 @@ def evaluate_arch(config: ArchConfig, budget: Budget = Budget(), seed: int = 0, 
         clock[0] = now
 
     train_set = _data(budget.data, "train", budget.image_size, budget.n_train, budget.data_seed, budget.data_path)
-    held = _data(budget.data, "heldout", budget.image_size, None, budget.data_seed, budget.data_path)
+    if len(train_set) < budget.batch_size:
+        raise UserError(f"the training split of {train_set.info.get('path', budget.data)} has {len(train_set)} "
+                        f"images, fewer than one batch (--batch-size {budget.batch_size})")
+    held = _heldout(budget)
     need = max(budget.n_val, budget.n_samples, budget.n_real)
     if len(held) < need:
-        raise UserError(f"the held-out split has {len(held)} images; the budget needs {need} "
-                        "(lower n_val / n_samples / n_real)")
+        raise UserError(f"the held-out split of {held.info.get('path', budget.data)} has {len(held)} images; "
+                        f"the budget needs {need} (lower --n-val / --n-samples / --n-real)")
     result.data = {"train": train_set.info, "heldout": held.info}
     train_ids = _tokens(tuple(train_set.captions), proxy.context_len)  # (N, L)
     held_ids = _tokens(tuple(held.captions), proxy.context_len).to(device)  # (M, L)
@@ -133,8 +188,13 @@ def evaluate_arch(config: ArchConfig, budget: Budget = Budget(), seed: int = 0, 
     finish("setup")
 
     try:
-        outcome = train(model, scheduler, train_set.images.to(device), train_ids.to(device), uncond, budget, seed,
-                        report)
+        if intermediate is None:
+            outcome = train(model, scheduler, train_set.images.to(device), train_ids.to(device), uncond, budget,
+                            seed, report)
+        else:
+            outcome = train_in_rungs(model, scheduler, train_set.images.to(device), train_ids.to(device), uncond,
+                                     budget, seed, report, intermediate, held.images[:budget.n_val].to(device),
+                                     held_ids[:budget.n_val])
         result.steps = outcome.steps
         result.loss_curve = _loss_curve(outcome.losses, budget.report_every)
         if outcome.losses:
@@ -179,6 +239,19 @@ def evaluate_arch(config: ArchConfig, budget: Budget = Budget(), seed: int = 0, 
     finish("score")
     result.total_seconds = time.perf_counter() - start
     return result
+
+
+def check_proxy_fits(config: ArchConfig, budget: Budget, device: str = "cpu",
+                     max_memory: int | None = None) -> None:
+    """Refuse, before anything is built, a proxy whose training would not fit in memory.
+
+    Raises:
+        TooLargeError: the estimate (`evaluators.memory.training_memory`) exceeds `max_memory` or what
+            `device` has available; the message names the block of `config` that needs the most.
+    """
+    proxy = to_proxy(config, budget.scale)
+    check_fits(training_memory(config, proxy, budget.batch_size, budget.sample_batch_size,
+                               guided=budget.cfg_scale != 1, ema=budget.ema_decay is not None), max_memory, device)
 
 
 def _failed(result: TrialResult, reason: str, start: float) -> TrialResult:

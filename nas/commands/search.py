@@ -8,14 +8,16 @@ from typing import Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
-from evaluators.training import Budget
-from nas.console import console, err_console, human, print_json
-from nas.objectives import parse_objectives
+from evaluators.memory import parse_size
+from evaluators.training import Budget, fit_heldout
+from nas.console import console, err_console, print_json
+from nas.objectives import QUALITY, parse_objectives
 from nas.run_folder import METRIC_DIRECTIONS
-from nas.search import SearchOptions, run_search
+from nas.schedulers import Rungs
+from nas.search import SearchOptions, run_search, validate_options
 from nas.trial_runner import TrialSettings
+from reports.terminal import PipedProgress, pareto_table
 
 DEFAULT_OBJECTIVES = "fid,clip_score,latency_ms"
 
@@ -50,60 +52,76 @@ def search(
         None, "--calibrate-latency/--no-calibrate-latency", help="Fit the LUT's end-to-end overhead if it has none "
         "(times 9 archs end to end; default: only with --latency-budget-ms; a stored fit always applies)."),
     max_params: Optional[int] = typer.Option(None, "--max-params", help="Constraint on full-scale parameters."),
+    max_memory: Optional[str] = typer.Option(None, "--max-memory", help="Memory a trial may use (e.g. 8GiB; default: "
+                                             "the available memory); a bigger estimate makes the trial FAIL."),
+    n_val: Optional[int] = typer.Option(None, "--n-val", help=f"Held-out images of the denoising loss (default "
+                                        f"{Budget().n_val}, or the held-out split if smaller)."),
+    n_samples: Optional[int] = typer.Option(None, "--n-samples", help=f"Images generated and scored per trial "
+                                            f"(default {Budget().n_samples}, or the held-out split if smaller)."),
+    n_real: Optional[int] = typer.Option(None, "--n-real", help=f"Held-out real images FID/KID compare against "
+                                         f"(default {Budget().n_real}, or the held-out split if smaller)."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Optuna RDB URL (default: SQLite in the run)."),
     address: Optional[str] = typer.Option(None, "--address", help="Existing Ray cluster host:port."),
     workers: int = typer.Option(1, "--workers", help="Trials running at once."),
     cpus_per_trial: float = typer.Option(2.0, "--cpus-per-trial", help="Ray CPUs (and torch threads) per trial."),
     gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", help="Ray GPUs per trial (proxies train on CUDA)."),
     max_failures: int = typer.Option(0, "--max-failures", help="Retries of a trial whose worker died."),
+    scheduler: str = typer.Option("none", "--scheduler", help="Trial scheduler: none | asha (Ray Tune's ASHA on "
+                                  "one objective with an intermediate signal, e.g. --objectives val_loss)."),
+    min_budget: int = typer.Option(50, "--min-budget", help="Steps at the scheduler's first rung."),
+    eta: int = typer.Option(3, "--eta", help="Scheduler reduction factor: the top 1/eta of a rung continues."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary instead of tables."),
 ) -> None:
     """Search the space for the best quality per millisecond; writes a run folder and its Pareto set."""
     objs = parse_objectives(objectives)
-    budget = Budget(steps=budget_steps, seconds=budget_seconds)
+    budget = fit_heldout(Budget(steps=budget_steps, seconds=budget_seconds), n_val, n_samples, n_real)
     if run_dir is None:
         run_dir = Path("runs") / f"{space}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     settings = TrialSettings(
         run_dir=str(run_dir.resolve()), metrics=tuple(o.name for o in objs), budget=budget,
         latency_device=latency_device, image_size=image_size, lut_dir=str(lut_dir) if lut_dir else None,
         threads=max(1, int(cpus_per_trial)), lut_threads=lut_threads, device="cuda" if gpus_per_trial > 0 else "cpu",
-        latency_budget_ms=latency_budget_ms, calibrate_latency=calibrate_latency, max_params=max_params)
+        latency_budget_ms=latency_budget_ms, calibrate_latency=calibrate_latency, max_params=max_params,
+        max_memory=None if max_memory is None else parse_size(max_memory))
     opts = SearchOptions(
         run_dir=run_dir, space=space, objectives=objs, trials=trials, sampler=sampler, seed=seed, settings=settings,
         warm_start=_split(warm_start), storage=storage, address=address, workers=workers,
-        cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, max_failures=max_failures, resume=resume)
+        cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, max_failures=max_failures, resume=resume,
+        rungs=Rungs(scheduler, min_budget, eta, budget.steps))
 
+    validate_options(opts)  # before anything reads the run folder (bad paths end here, in one line)
     out = err_console if json_out else console
+    heartbeat = None if out.is_terminal else PipedProgress(out, run_dir, tuple(o.name for o in objs))  # CI, pipes
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("eta"), TimeRemainingColumn())
-    with Progress(*columns, console=out, transient=json_out) as bar:
+    with Progress(*columns, console=out, transient=json_out, disable=heartbeat is not None) as bar:
         prep = bar.add_task("latency table: warm-start blocks", total=None)
         task = bar.add_task("trials", total=trials)
 
         def on_prepare(done: int, total: int) -> None:
             bar.update(prep, completed=done, total=total)
+            if heartbeat:
+                heartbeat.prepare(done, total)
 
         def on_trial(state: dict) -> None:
             bar.update(task, completed=state["done"], description=(
                 f"trials ({state['complete']} ok, {state['failed']} failed, Pareto {state['pareto']})"))
+            if heartbeat:
+                heartbeat.trial(state)
 
         result = run_search(opts, progress=on_trial, prepare_progress=on_prepare)
         bar.update(prep, visible=False)
     if json_out:
         print_json(result.to_dict())
         return
-    table = Table("trial", "arch id", "preset", "params", "MACs", "latency ms", "FID", "KID", "CLIP",
-                  title=f"Pareto set ({len(result.pareto)} of {result.n_complete} complete, {result.n_failed} failed)")
-    for p in result.pareto:
-        fmt = lambda v, f="{:.3f}": "-" if v is None else f.format(v)  # noqa: E731
-        table.add_row(str(p["number"]), p["arch_id"] or "-", p["preset"] or "", human(p["params"] or 0),
-                      human(p["macs"] or 0), fmt(p["latency_ms"], "{:.1f}"), fmt(p["fid"], "{:.2f}"),
-                      fmt(p["kid"], "{:.4f}"), fmt(p["clip_score"]))
-    console.print(table)
+    console.print(pareto_table(result.pareto, result.n_complete, result.n_failed))
+    if any(o.name in QUALITY for o in objs):
+        console.print("One seed per trial: quality differences between these designs are not qualified by seed "
+                      "spread (`nas ablate --seeds K` measures it).")
     console.print(f"run folder: {result.run_dir}  (trials table: trials.parquet / trials.csv, study: "
-                  f"manifest.json 'storage')")
+                  f"manifest.json 'storage')", soft_wrap=True)
     if result.report:
-        console.print(f"report: {result.report}")
+        console.print(f"report: {result.report}", soft_wrap=True)
     t = result.timings
     console.print(f"{result.seconds:.0f} s in all: prepare {t.get('prepare', 0):.0f} s, Ray start-up "
                   f"{t.get('ray_startup', 0):.1f} s ({t.get('ray_memory_mb', 0):.0f} MB), trials {t.get('trials', 0):.0f} s, "

@@ -1,5 +1,6 @@
 """`nas search` with a real local Ray, real (tiny) trainings and a real SQLite study."""
 
+import dataclasses
 import json
 
 import optuna
@@ -106,3 +107,42 @@ def test_bad_options_fail_before_writing(tmp_path, changes, message):
     with pytest.raises(USER_ERRORS, match=message):
         validate_options(opts)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_asha_stops_trials_early_and_records_them_as_stopped(tmp_path, search_env):
+    from nas.schedulers import Rungs
+
+    run_dir = tmp_path / "asha"
+    settings = tiny_settings(run_dir, metrics=("val_loss",))
+    settings = dataclasses.replace(settings, budget=settings.budget.replace(steps=24))
+    opts = tiny_options(run_dir, trials=6, objectives="val_loss", settings=settings, warm_start=(),
+                        rungs=Rungs("asha", min_budget=3, eta=2, steps=24), report=False)
+    result = run_search(opts)
+    study = optuna.load_study(study_name=RunFolder(run_dir).manifest()["study_name"],
+                              storage=RunFolder(run_dir).storage_url())
+    stopped = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert stopped and complete and len(stopped) + len(complete) == 6 == len(study.trials)
+    assert result.n_complete == len(complete)
+    table = RunFolder(run_dir).read_trials().set_index("number")
+    for t in stopped:  # stopped at a rung, with the value it last reported there, never complete
+        row = table.loc[t.number]
+        assert row["state"] == "STOPPED" and row["stopped_at_step"] in (3, 6, 12)
+        assert row["val_loss"] == t.user_attrs["stopped_values"]["val_loss"] and "asha" in row["failure_reason"]
+    for t in complete:  # a full-budget trial reported every rung on the way, continuing (no restart)
+        row = table.loc[t.number]
+        rungs = json.loads(row["rungs"])
+        assert [r["step"] for r in rungs] == [3, 6, 12] and row["steps"] == 24
+    assert RunFolder(run_dir).manifest()["scheduler"]["rungs"] == [3, 6, 12]
+
+
+def test_scheduler_bad_inputs_exit_2(tmp_path, nas_cli):
+    for args, message in ((["--scheduler", "nope"], "--scheduler must be one of"),
+                          (["--scheduler", "asha", "--objectives", "val_loss", "--eta", "1"], "--eta must be"),
+                          (["--scheduler", "asha", "--objectives", "val_loss", "--min-budget", "900"], "--min-budget"),
+                          (["--scheduler", "asha"], "ranks one objective"),
+                          (["--scheduler", "asha", "--objectives", "fid"], "no intermediate signal")):
+        code, _, err = nas_cli("search", "--run-dir", tmp_path / "run", *args)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (args, err)
+        assert not (tmp_path / "run").exists()
