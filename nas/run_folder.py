@@ -6,8 +6,11 @@ Layout of `runs/<name>/`:
                          study name, latency device + LUT fingerprint, evaluator info, budget, provenance
     study.db             the Optuna study (SQLite) unless --storage named another database
     .driver.lock/.json   the lock a live `nas search` driver holds on the folder, and who holds it
+    trials.jsonl         append-only log: one JSON row per trial as it ends (a later line for the same
+                         number, e.g. a stale trial settled on resume, replaces the earlier one)
     trials.parquet/.csv  one row per trial (columns: TRIAL_COLUMNS, then one `p_<dimension>` column per
-                         design dimension the trial used); rewritten atomically after every trial
+                         design dimension the trial used); written atomically from the study when a run
+                         ends or is interrupted; while it runs, `read_trials` reads the log
     trials/<NNNN>/       per-trial artifacts: metrics.json (the row plus the per-block latency breakdown),
                          samples.png (labelled sample grid)
     cache/<key>.json     measured metrics by (arch id, seed, budget hash): a repeated suggestion reuses them
@@ -66,6 +69,10 @@ class RunFolder:
     @property
     def trials_csv(self) -> Path:
         return self.path / "trials.csv"
+
+    @property
+    def trials_log(self) -> Path:
+        return self.path / "trials.jsonl"
 
     @property
     def report_path(self) -> Path:
@@ -139,24 +146,52 @@ class RunFolder:
 
     # ------------------------------------------------------------------ trials table
     def read_trials(self) -> pd.DataFrame:
-        """The trials table (empty with the standard columns if no trial finished yet)."""
-        if not self.trials_parquet.is_file():
+        """The trials table (empty with the standard columns if no trial finished yet); while a run is going
+        (its log newer than the table), the finished trials of the log."""
+        log, table = self.trials_log, self.trials_parquet
+        if log.is_file() and (not table.is_file() or log.stat().st_mtime > table.stat().st_mtime):
+            return self._frame(list(self._log_rows().values()))
+        if not table.is_file():
             return pd.DataFrame(columns=list(TRIAL_COLUMNS))
         try:
-            return pd.read_parquet(self.trials_parquet)
+            return pd.read_parquet(table)
         except Exception as err:  # pyarrow raises several types for corrupt files
-            raise UserError(f"{self.trials_parquet}: unreadable trials table ({err})") from None
+            raise UserError(f"{table}: unreadable trials table ({err})") from None
+
+    def _log_rows(self) -> dict[int, dict[str, Any]]:
+        rows: dict[int, dict[str, Any]] = {}
+        with self.trials_log.open() as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except ValueError:  # a line cut by a crash mid-write: that trial is rebuilt from the study
+                    continue
+                rows[row["number"]] = row
+        return rows
+
+    def append_trial(self, row: dict[str, Any]) -> None:
+        """Append one ended trial's row to the log: constant time, whatever the run's length."""
+        line = (json.dumps(row, default=str, sort_keys=True) + "\n").encode()
+        with self.trials_log.open("ab+") as f:
+            if f.tell() and (f.seek(-1, 2), f.read(1))[1] != b"\n":  # a line a crash cut: end it first
+                line = b"\n" + line
+            f.write(line)
+            f.flush()
 
     def write_trials(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
         """Write the whole table atomically (Parquet and CSV), standard columns first, sorted by number."""
-        frame = pd.DataFrame(rows)
-        for col in TRIAL_COLUMNS:
-            if col not in frame.columns:
-                frame[col] = None
-        extra = sorted(c for c in frame.columns if c not in TRIAL_COLUMNS)
-        frame = frame[list(TRIAL_COLUMNS) + extra].sort_values("number").reset_index(drop=True)
+        frame = self._frame(rows)
         with atomic_path(self.trials_parquet) as tmp:
             frame.to_parquet(tmp, index=False)
         with atomic_path(self.trials_csv) as tmp:
             frame.to_csv(tmp, index=False)
         return frame
+
+    @staticmethod
+    def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+        frame = pd.DataFrame(rows)
+        for col in TRIAL_COLUMNS:
+            if col not in frame.columns:
+                frame[col] = None
+        extra = sorted(c for c in frame.columns if c not in TRIAL_COLUMNS)
+        return frame[list(TRIAL_COLUMNS) + extra].sort_values("number").reset_index(drop=True)

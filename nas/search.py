@@ -292,29 +292,39 @@ def _open_run(opts: SearchOptions) -> _OpenRun:
 
 # ---------------------------------------------------------------------------------------------- trials table
 def trial_rows(run: RunFolder, study: optuna.Study) -> list[dict[str, Any]]:
-    """One row per Optuna trial: its metrics.json when the trial wrote one, else state + reason."""
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        path = run.trial_dir(t.number) / "metrics.json"
-        row = json.loads(path.read_text()) if path.is_file() else {}
-        row.pop("latency_blocks", None)
-        row.pop("traceback", None)
-        row.update(number=t.number, state=row.get("state", t.state.name))
-        if t.state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING):
-            row["state"] = t.state.name
-        settled = next((a for a in SETTLED_ATTRS if t.user_attrs.get(a)), None)
-        if settled:  # its metrics (if any) never reached the study: not part of the run
-            row.update(state=settled.upper(), failure_reason=t.user_attrs.get("failure_reason"))
-        elif t.user_attrs.get("stopped_at_step") is not None:  # its last intermediate values, never complete
-            row.update(t.user_attrs.get("stopped_values") or {})
-            row.update(state="STOPPED", stopped_at_step=t.user_attrs["stopped_at_step"],
-                       failure_reason=t.user_attrs.get("failure_reason"))
-        if not row.get("failure_reason"):
-            row["failure_reason"] = t.user_attrs.get("failure_reason")
-        for k, v in t.params.items():
-            row.setdefault(f"p_{k}", v)
-        rows.append(row)
-    return rows
+    """One row per Optuna trial (`trial_row`)."""
+    return [trial_row(run, t) for t in study.get_trials(deepcopy=False)]
+
+
+def trial_row(run: RunFolder, t: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """The trials-table row of one Optuna trial: its metrics.json when the trial wrote one, else state + reason;
+    the study's word on its state (stale, interrupted, stopped) wins."""
+    path = run.trial_dir(t.number) / "metrics.json"
+    row = json.loads(path.read_text()) if path.is_file() else {}
+    row.pop("latency_blocks", None)
+    row.pop("traceback", None)
+    row.update(number=t.number, state=row.get("state", t.state.name))
+    if t.state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING):
+        row["state"] = t.state.name
+    settled = next((a for a in SETTLED_ATTRS if t.user_attrs.get(a)), None)
+    if settled:  # its metrics (if any) never reached the study: not part of the run
+        row.update(state=settled.upper(), failure_reason=t.user_attrs.get("failure_reason"))
+    elif t.user_attrs.get("stopped_at_step") is not None:  # its last intermediate values, never complete
+        row.update(t.user_attrs.get("stopped_values") or {})
+        row.update(state="STOPPED", stopped_at_step=t.user_attrs["stopped_at_step"],
+                   failure_reason=t.user_attrs.get("failure_reason"))
+    if not row.get("failure_reason"):
+        row["failure_reason"] = t.user_attrs.get("failure_reason")
+    for k, v in t.params.items():
+        row.setdefault(f"p_{k}", v)
+    return row
+
+
+def _pareto_size(study: optuna.Study) -> int:
+    try:
+        return len(study.best_trials)
+    except (ValueError, RuntimeError):
+        return 0
 
 
 def pareto_rows(study: optuna.Study, rows: list[dict[str, Any]]) -> list[dict]:
@@ -330,14 +340,14 @@ def pareto_rows(study: optuna.Study, rows: list[dict[str, Any]]) -> list[dict]:
 
 # ---------------------------------------------------------------------------------------------- Ray side
 def _make_searcher(opts: SearchOptions, study: optuna.Study, storage: optuna.storages.BaseStorage,
-                   on_told: Callable[[], None], guard: SignalGuard, driver: str):
+                   on_told: Callable[[int], None], guard: SignalGuard, driver: str):
     from ray.tune.search.optuna import OptunaSearch
 
     class RunOptunaSearch(OptunaSearch):
         """OptunaSearch that records failures as FAIL (with reason) and constraints before telling; a trial
         that ends without a result after a stop signal is settled as interrupted."""
 
-        on_told: Callable[[], None] | None = None  # driver-side hooks; not pickled with Tune's state
+        on_told: Callable[[int], None] | None = None  # driver-side hooks; not pickled with Tune's state
         guard: SignalGuard | None = None
 
         def __getstate__(self) -> dict:
@@ -377,7 +387,7 @@ def _make_searcher(opts: SearchOptions, study: optuna.Study, storage: optuna.sto
                                     else optuna.trial.TrialState.FAIL)
             self._completed_trials.add(trial_id)
             if self.on_told:
-                self.on_told()
+                self.on_told(ot_trial.number)
 
     searcher = RunOptunaSearch(
         space=functools.partial(define_by_run, opts.space, driver),
@@ -544,13 +554,14 @@ def _run_tuner(opts: SearchOptions, run: RunFolder, study: optuna.Study, remaini
         def __reduce__(self):
             return (tune.stopper.NoopStopper, ())
 
-    def on_told() -> None:
-        rows = trial_rows(run, study)
-        run.write_trials(rows)
+    def on_told(number: int) -> None:  # the table grows by the one trial that ended (constant time)
+        row = trial_row(run, study._storage.get_trial(study._storage.get_trial_id_from_study_id_trial_number(
+            study._study_id, number)))
+        run.append_trial(row)
         if progress:
             complete, failed, finished = _counts(study)
             progress(dict(done=finished, total=opts.trials, complete=complete, failed=failed,
-                          pareto=len(pareto_rows(study, rows))))
+                          pareto=_pareto_size(study), row=row))
 
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # SIGINT is this driver's (SignalGuard + StopOnSignal)
     ray_startup = _start_ray(opts)

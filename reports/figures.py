@@ -7,10 +7,14 @@ from collections import OrderedDict
 
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
-from reports.sections import (
-    AblationInfo, ArchitectureInfo, FrontInfo, HypervolumeInfo, ImportanceInfo, ParallelInfo,
-)
+from reports.ablation import AblationInfo
+from reports.designs import DesignGroup, ParallelInfo
+from reports.fidelity import BUDGETS, FidelityReportInfo
+from reports.importance import TOP_K, ImportanceInfo
+from reports.run_data import METRIC_LABELS
+from reports.sections import ArchitectureInfo, FrontInfo, HypervolumeInfo
 
 FADED = "rgba(120, 120, 140, 0.35)"
 FRONT = "#d62728"
@@ -64,29 +68,48 @@ def hypervolume_figure(info: HypervolumeInfo) -> go.Figure:
     return fig
 
 
-def parallel_figure(info: ParallelInfo, colour_label: str) -> go.Figure:
+def parallel_figure(info: ParallelInfo, group: DesignGroup) -> go.Figure:
+    """One UNet part's design dimensions as parallel categories, ribbons coloured by the first objective.
+
+    Parallel categories draw in SVG: a page of one figure per part would exceed the browser's WebGL context
+    limit with WebGL parallel coordinates (three contexts each), and the oldest figures would go blank."""
+    label = METRIC_LABELS.get(info.colour_by, info.colour_by)
     dims = []
-    for axis in info.axes:
-        dims.append(dict(label=html.escape(axis.name), values=axis.values, tickvals=[t[0] for t in axis.ticks],
-                         ticktext=[html.escape(t[1]) for t in axis.ticks]))
-    fig = go.Figure(go.Parcoords(dimensions=dims, line=dict(color=info.colour, colorscale="Viridis", showscale=True,
-                                                             colorbar=dict(title=colour_label))))
-    fig.update_layout(title=f"Design dimensions of complete trials, coloured by {colour_label}",
-                      template="plotly_white", margin=dict(l=60, r=60, t=80, b=40), height=460)
+    for axis in group.axes:
+        names = dict(axis.ticks)
+        dims.append(dict(label=html.escape(axis.name), values=[html.escape(names[v]) for v in axis.values],
+                         categoryorder="array", categoryarray=[html.escape(t[1]) for t in axis.ticks]))
+    fig = go.Figure(go.Parcats(dimensions=dims, hoveron="color", arrangement="freeform",
+                               line=dict(color=info.colour, colorscale="Viridis", showscale=True, shape="hspline",
+                                         colorbar=dict(title=html.escape(label)))))
+    fig.update_layout(title=f"{html.escape(group.title)}: {', '.join(html.escape(d) for d in group.dimensions)}",
+                      title_font_size=13, template="plotly_white", margin=dict(l=40, r=40, t=70, b=30), height=320)
     return fig
 
 
 def importance_figure(infos: list[ImportanceInfo], top: int = 15) -> go.Figure:
-    """Horizontal bars per objective for the `top` dimensions most important to any objective."""
+    """Horizontal bars per objective for the `top` dimensions most important to any objective; whiskers are
+    the 5-95% bootstrap intervals; hover gives how often a dimension was among the most important."""
     fig = go.Figure()
-    params = sorted({p for i in infos for p in i.importances},
-                    key=lambda p: -max(i.importances.get(p, 0.0) for i in infos))[:top]
+    best = {}
     for info in infos:
-        if info.importances:
-            fig.add_trace(go.Bar(y=params, x=[info.importances.get(p, 0.0) for p in params], orientation="h",
-                                 name=html.escape(info.objective)))
+        for d in info.dimensions:
+            best[d.name] = max(best.get(d.name, 0.0), d.importance)
+    params = sorted(best, key=lambda p: -best[p])[:top]
+    for info in infos:
+        by_name = {d.name: d for d in info.dimensions}
+        shown = [by_name.get(p) for p in params]
+        fig.add_trace(go.Bar(
+            y=params, x=[d.importance if d else 0.0 for d in shown], orientation="h", name=html.escape(info.objective),
+            error_x=dict(type="data", symmetric=False,  # the full-data value can lie outside its bootstrap interval
+                         array=[max(0.0, d.high - d.importance) if d else 0.0 for d in shown],
+                         arrayminus=[max(0.0, d.importance - d.low) if d else 0.0 for d in shown]),
+            hovertext=[f"{html.escape(p)}: {d.importance:.3f} (5-95%: {d.low:.3f}-{d.high:.3f}), in the top {TOP_K} of "
+                       f"{d.top_share:.0%} of resamples" if d else "" for p, d in zip(params, shown)],
+            hovertemplate="%{hovertext}<extra></extra>"))
     fig.update_layout(title=f"Design-dimension importances per objective (top {len(params)})", barmode="group",
-                      xaxis_title="importance", template="plotly_white", margin=dict(l=140, r=20, t=50, b=50),
+                      xaxis_title="importance (bootstrap 5-95% whiskers)", template="plotly_white",
+                      margin=dict(l=140, r=20, t=50, b=50),
                       height=max(320, 22 * len(params) * max(1, len(fig.data)) // 2 + 120),
                       yaxis=dict(autorange="reversed"))
     return fig
@@ -138,3 +161,28 @@ def ablation_figures(info: AblationInfo) -> list[tuple[str, go.Figure]]:
                           yaxis_title="FID - FID(full path)", **LAYOUT)
         out.append(("leave-one-out-fid", fig))
     return out
+
+
+def fidelity_figure(info: FidelityReportInfo) -> go.Figure:
+    """Short- vs reference-budget seed mean per metric, one point per architecture, t-intervals as error bars."""
+    metrics = [a.metric for a in info.agreements]
+    cols = min(3, len(metrics))
+    rows = -(-len(metrics) // cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[METRIC_LABELS[m] for m in metrics],
+                        vertical_spacing=0.3 / rows)
+    wide = {b: info.means[info.means["budget"] == b].set_index("arch_id") for b in BUDGETS}
+    archs = [a for a in wide["short"].index if a in wide["reference"].index]
+    for k, metric in enumerate(metrics):
+        row, col = k // cols + 1, k % cols + 1
+        err = {b: [info.half_widths.get((a, b, metric)) or 0.0 for a in archs] for b in BUDGETS}
+        fig.add_trace(go.Scatter(
+            x=[wide["short"].loc[a, f"{metric}_mean"] for a in archs],
+            y=[wide["reference"].loc[a, f"{metric}_mean"] for a in archs], mode="markers", name=METRIC_LABELS[metric],
+            text=[html.escape(str(wide["short"].loc[a, "label"])) for a in archs],
+            error_x=dict(type="data", array=err["short"]), error_y=dict(type="data", array=err["reference"]),
+            hovertemplate="%{text}<br>short %{x:.4g}<br>reference %{y:.4g}<extra></extra>"), row=row, col=col)
+        fig.update_xaxes(title_text="short", row=row, col=col)
+        fig.update_yaxes(title_text="reference", row=row, col=col)
+    fig.update_layout(title="Proxy fidelity: short vs reference budget (seed means)", showlegend=False,
+                      template="plotly_white", height=120 + 320 * rows, margin=dict(l=60, r=20, t=80, b=50))
+    return fig

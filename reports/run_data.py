@@ -10,13 +10,12 @@ from typing import Any
 import optuna
 import pandas as pd
 
+from core.metrics import METRICS
 from nas.errors import UserError
 from nas.run_folder import METRIC_DIRECTIONS, RunFolder
 
-METRIC_LABELS = {
-    "fid": "FID", "kid": "KID", "clip_score": "CLIP score", "val_loss": "val loss", "latency_ms": "latency (ms)",
-    "params": "params", "macs": "MACs",
-}
+KINDS = ("search", "ablation", "fidelity")  # manifest "kind" of the run folders (a search writes none)
+METRIC_LABELS = {n: m.label for n, m in METRICS.items()}
 
 
 @dataclass(frozen=True)
@@ -69,6 +68,14 @@ class RunData:
         return path if path.is_file() else None
 
 
+def run_kind(manifest: dict[str, Any], path: Path) -> str:
+    """"search", "ablation" or "fidelity" (UserError for another kind)."""
+    kind = manifest.get("kind", "search")
+    if kind not in KINDS:
+        raise UserError(f"{path}: unknown run folder kind {kind!r} (known: {', '.join(KINDS)})")
+    return kind
+
+
 def _objectives(manifest: dict[str, Any], path: Path) -> list[Objective]:
     raw = manifest.get("objectives")
     if not isinstance(raw, list) or not raw:
@@ -83,8 +90,8 @@ def _objectives(manifest: dict[str, Any], path: Path) -> list[Objective]:
     return out
 
 
-def _load_study(manifest: dict[str, Any]) -> tuple[optuna.Study | None, str]:
-    storage, name = manifest.get("storage"), manifest.get("study_name")
+def _load_study(run: RunFolder, manifest: dict[str, Any]) -> tuple[optuna.Study | None, str]:
+    storage, name = run.storage_url(manifest), manifest.get("study_name")
     if not storage or not name:
         return None, "the manifest names no study storage"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -98,10 +105,14 @@ def load_run(path: str | Path, need_study: bool = True) -> RunData:
     """Open a run folder for reporting or export.
 
     Raises:
-        UserError: not a run folder, or a run without a single complete trial.
+        UserError: not a search run folder, or a run without a single complete trial.
     """
     run = RunFolder.open(path)
     manifest = run.manifest()
+    kind = run_kind(manifest, run.path)
+    if kind != "search":
+        raise UserError(f"{run.path}: a run folder of kind {kind!r} has no searched architectures to pick from; "
+                        f"`nas report {run.path}` shows its results")
     objectives = _objectives(manifest, run.path)
     trials = run.read_trials()
     if "state" in trials.columns and len(trials):
@@ -117,6 +128,6 @@ def load_run(path: str | Path, need_study: bool = True) -> RunData:
         detail = ", ".join(f"{n} {s.lower()}" for s, n in states.items()) or "no trials"
         raise UserError(f"{run.path}: the run has no complete trial to report ({detail})")
     complete = complete.set_index("number", drop=False).sort_index()
-    study, error = _load_study(manifest) if need_study else (None, "not loaded")
+    study, error = _load_study(run, manifest) if need_study else (None, "not loaded")
     design = [c for c in trials.columns if c.startswith("p_")]
     return RunData(run, manifest, trials, complete, objectives, study, error, design)

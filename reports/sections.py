@@ -1,6 +1,7 @@
-"""Compute step of the report: one info object per section, checked by tests without a browser.
+"""Compute step of the search report: one info object per section, checked by tests without a browser.
 
-`figures` draws these with Plotly and `page` lays them out as HTML; nothing here imports Plotly.
+`figures` draws these with Plotly and `page` lays them out as HTML; nothing here imports Plotly. Design
+dimensions and the anchor diff are in `designs`, importances in `importance`, ablation tables in `ablation`.
 """
 
 from __future__ import annotations
@@ -9,24 +10,25 @@ import base64
 import json
 import math
 import shlex
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import optuna
 import pandas as pd
 # Optuna's WFG hypervolume: its public `plot_hypervolume_history` only returns a figure (no values to test)
 # and wants a reference point in raw units, so the history is computed here on normalised values.
 from optuna._hypervolume import compute_hypervolume
 
 from nas.run_folder import METRIC_DIRECTIONS
+from nas.objectives import QUALITY
+from reports.ablation import AblationInfo, ablation_infos
+from reports.designs import DesignTableInfo, ParallelInfo, design_table, parallel_info
+from reports.importance import ImportanceSection, importance_section
 from reports.pareto import knee, losses, nondominated, pareto_numbers
 from reports.run_data import METRIC_LABELS, Objective, RunData
 from search_spaces.blocks import part_of
 from search_spaces.config import ArchConfig
 
-MIN_TRIALS_FOR_IMPORTANCE = 4
 TABLE_METRICS = ("params", "macs", "latency_ms", "fid", "kid", "clip_score")
 HV_REFERENCE = 1.1  # reference point per normalised objective (the worst value seen maps to 1.0)
 
@@ -125,6 +127,7 @@ class ParetoInfo:
     rows: list[ParetoRow]
     knee_number: int  # trial number of the knee
     source: str  # "optuna study.best_trials" or "trials table"
+    spread: str  # what the front's quality differences are qualified by ("" for cost-only objectives)
     knee_definition: str = ("closest to the ideal point after min-max normalising each objective over the "
                             "Pareto set (Euclidean distance)")
 
@@ -143,7 +146,11 @@ def pareto_info(data: RunData) -> ParetoInfo:
     rows = [ParetoRow(int(n), str(r["arch_id"]), str(r.get("preset") or ""), design_summary(str(r["config_json"])),
                       {m: _value(r, m) for m in TABLE_METRICS}, int(n) == knee_number) for n, r in front.iterrows()]
     source = "optuna study.best_trials" if data.study is not None else "trials table"
-    return ParetoInfo(rows, knee_number, source)
+    quality = [METRIC_LABELS[o.name] for o in data.objectives if o.name in QUALITY]
+    spread = (f"Each trial was trained once (seed {data.manifest.get('seed', 'not recorded')}): no seed spread was "
+              f"measured, so differences in {', '.join(quality)} between these designs are not qualified by seed "
+              "spread (single seed); `nas ablate --seeds K` measures it for chosen designs.") if quality else ""
+    return ParetoInfo(rows, knee_number, source, spread)
 
 
 # ---------------------------------------------------------------------------------------------- fronts
@@ -223,79 +230,6 @@ def hypervolume_info(data: RunData) -> HypervolumeInfo:
     return HypervolumeInfo([int(n) for n in frame.index], values, text)
 
 
-# ---------------------------------------------------------------------------------------------- parallel coordinates
-@dataclass(frozen=True)
-class Axis:
-    name: str  # design dimension
-    values: list[float]  # position per trial: the index of its choice, -1 where the dimension is inactive
-    ticks: list[tuple[float, str]]  # (position, label) of every choice
-
-
-@dataclass(frozen=True)
-class ParallelInfo:
-    axes: list[Axis]  # design dimensions that at least one complete trial used
-    colour_by: str  # metric column the lines are coloured by
-    colour: list[float]
-    numbers: list[int]
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-
-
-def _axis(name: str, column: pd.Series) -> Axis:
-    """Design dimensions are finite choices: drawn at evenly spaced positions (numbers in numeric order,
-    strings and booleans alphabetically), with trials where the dimension is inactive at -1 ("n/a")."""
-    present = column.dropna()
-    numeric = all(_is_number(v) for v in present)
-    choices = sorted(set(present.astype(float) if numeric else present.astype(str)))
-    pos = {choice: float(i) for i, choice in enumerate(choices)}
-    values = [-1.0 if pd.isna(v) else pos[float(v) if numeric else str(v)] for v in column]
-    ticks = [(p, f"{c:g}" if numeric else c) for c, p in pos.items()]
-    return Axis(name, values, ([(-1.0, "n/a")] if -1.0 in values else []) + ticks)
-
-
-def parallel_info(data: RunData) -> ParallelInfo:
-    frame = data.complete
-    colour_by = data.objectives[0].name
-    axes = [_axis(c[2:], frame[c]) for c in data.design_columns if frame[c].notna().any()]
-    return ParallelInfo(axes, colour_by, frame[colour_by].astype(float).tolist(), [int(n) for n in frame.index])
-
-
-# ---------------------------------------------------------------------------------------------- importances
-@dataclass(frozen=True)
-class ImportanceInfo:
-    objective: str  # objective label
-    importances: dict[str, float]  # parameter -> importance (sums to 1), most important first
-    note: str  # why importances are missing, or which evaluator computed them
-
-
-def importance_infos(data: RunData) -> list[ImportanceInfo]:
-    out = []
-    n = data.count("COMPLETE")
-    for k, obj in enumerate(data.objectives):
-        if data.study is None:
-            out.append(ImportanceInfo(obj.label, {}, "the Optuna study could not be loaded"))
-            continue
-        if n < MIN_TRIALS_FOR_IMPORTANCE:
-            out.append(ImportanceInfo(obj.label, {}, f"only {n} complete trials; importances need at least "
-                                                     f"{MIN_TRIALS_FOR_IMPORTANCE}"))
-            continue
-        try:
-            with warnings.catch_warnings():  # PED-ANOVA warns that it favours low targets: ours are oriented
-                warnings.simplefilter("ignore", UserWarning)
-                imp = optuna.importance.get_param_importances(
-                    data.study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
-                    target=lambda t, k=k, sign=(-1.0 if obj.maximize else 1.0): sign * t.values[k])
-        except (ValueError, RuntimeError) as err:
-            out.append(ImportanceInfo(obj.label, {}, f"importances unavailable: {err}"))
-            continue
-        out.append(ImportanceInfo(obj.label, {p: float(v) for p, v in imp.items()},
-                                  "Optuna PED-ANOVA importance (its default evaluator): how much each dimension separates the best "
-                                  "trials for this objective from the rest"))
-    return out
-
-
 # ---------------------------------------------------------------------------------------------- per architecture
 @dataclass(frozen=True)
 class ArchitectureInfo:
@@ -331,30 +265,6 @@ def architecture_infos(data: RunData, pareto: ParetoInfo) -> list[ArchitectureIn
     return out
 
 
-# ---------------------------------------------------------------------------------------------- ablation
-@dataclass(frozen=True)
-class AblationInfo:
-    name: str  # CSV file stem
-    table: pd.DataFrame  # the table as read
-    has_fid: bool  # whether a FID column with values exists (drawn with intervals)
-
-
-def ablation_infos(data: RunData) -> tuple[list[AblationInfo], list[str]]:
-    folder = data.run.ablation_dir
-    out, notes = [], []
-    for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
-        try:
-            table = pd.read_csv(path)
-        except (OSError, ValueError) as err:
-            notes.append(f"{path.name}: unreadable ({err})")
-            continue
-        if "step" not in table.columns:
-            notes.append(f"{path.name}: no 'step' column, not an ablation table")
-            continue
-        out.append(AblationInfo(path.stem, table, "fid" in table.columns and table["fid"].notna().any()))
-    return out, notes
-
-
 # ---------------------------------------------------------------------------------------------- all sections
 @dataclass
 class ReportInfo:
@@ -364,7 +274,8 @@ class ReportInfo:
     front_3d: FrontInfo | None
     hypervolume: HypervolumeInfo
     parallel: ParallelInfo
-    importances: list[ImportanceInfo]
+    importances: ImportanceSection
+    designs: DesignTableInfo
     architectures: list[ArchitectureInfo]
     ablations: list[AblationInfo]
     notes: list[str] = field(default_factory=list)  # section-level notes (missing fronts, bad ablation files)
@@ -374,6 +285,8 @@ def compute_report(data: RunData) -> ReportInfo:
     """Every section's info, computed from the loaded run."""
     pareto = pareto_info(data)
     two_d, three_d, notes = fronts(data)
-    ablations, ablation_notes = ablation_infos(data)
+    ablations, ablation_notes = ablation_infos(data.run.ablation_dir)
     return ReportInfo(header_info(data), pareto, two_d, three_d, hypervolume_info(data), parallel_info(data),
-                      importance_infos(data), architecture_infos(data, pareto), ablations, notes + ablation_notes)
+                      importance_section(data.study, data.objectives, data.study_error),
+                      design_table(data, pareto.rows), architecture_infos(data, pareto), ablations,
+                      notes + ablation_notes)

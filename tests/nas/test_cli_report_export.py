@@ -39,6 +39,20 @@ def test_report_writes_html(nas_cli, run, tmp_path):
     assert (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")
 
 
+def test_report_of_ablation_and_fidelity_run_folders(nas_cli, tmp_path):
+    ablation = _builder.build_ablation_run(tmp_path / "ablate", steps=("relu_attention",), mode="cumulative")
+    code, out, err = nas_cli("report", ablation.path)
+    assert code == 0, err
+    assert "ablation: 2 rows in 1 tables" in out and ablation.report_path.read_text().startswith("<!DOCTYPE html>")
+    fidelity = _builder.build_fidelity_run(tmp_path / "fidelity", n_random=0)
+    code, out, err = nas_cli("report", fidelity.path, "--out", tmp_path / "f.html")
+    assert code == 0, err
+    assert "fidelity: 3 architectures" in out and "Kendall tau" in (tmp_path / "f.html").read_text()
+    code, _, err = nas_cli("export", ablation.path, "--pick", "knee", "--out", tmp_path / "x.json")
+    _one_line_error(code, err, "a run folder of kind 'ablation' has no searched architectures")
+    assert not (tmp_path / "x.json").exists()
+
+
 def test_export_knee_round_trips_through_nas_cost(nas_cli, run, tmp_path):
     out = tmp_path / "best.json"
     code, stdout, err = nas_cli("export", run.path, "--pick", "knee", "--out", out, "--json")

@@ -11,10 +11,16 @@
 QUALITY NUMBERS ARE NOT MEASURED. `fid`, `kid`, `clip_score` and `val_loss` come from `synthetic_quality`,
 a cheap deterministic function of the config (bigger, more attention -> better), so that fronts have a
 realistic shape. They are never presented as measured FIDs: the manifest's evaluator says so.
+
+`build_ablation_run` and `build_fidelity_run` do the same for `nas ablate` and `nas fidelity` folders: the
+real plans (`plan_rows`, `StudyPlan`), aggregation with seed intervals and the real table writers
+(`aggregate` + `write_tables`, `write_study`), over synthetic per-seed quality (`synthetic_quality` plus a
+fixed per-seed offset) and roofline latencies.
 """
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import json
 import math
@@ -31,6 +37,7 @@ import optuna
 import pytest
 from PIL import Image, ImageDraw
 
+from core.metrics import names
 from evaluators.cost import analytic_cost
 from evaluators.latency import get_predictor
 from nas.run_folder import METRIC_DIRECTIONS, RunFolder
@@ -138,10 +145,109 @@ def build_run(path: Path, n_random: int = 10, n_failed: int = 2, presets: Sequen
     return run
 
 
+SEED_OFFSET = (-0.25, 0.25, 0.0, 0.1)  # synthetic FID offset of seeds 0, 1, 2, 3 (the seed spread of the fixtures)
+
+
+def _seeded(config: ArchConfig, seed: int, steps: int = 400) -> dict[str, float]:
+    """Synthetic quality of one seed (and training budget: more steps, lower FID); NOT measured."""
+    macs = analytic_cost(config).macs
+    q = synthetic_quality(config, macs)
+    fid = q["fid"] * (400 / steps) ** 0.1 + SEED_OFFSET[seed % len(SEED_OFFSET)]
+    return q | {"fid": round(fid, 4), "kid": round(fid / 1000.0, 6), "cmmd": round(fid / 40.0, 5),
+                "clip_score": round(q["clip_score"] + SEED_OFFSET[seed % len(SEED_OFFSET)] / 200, 5),
+                "val_loss": round(q["val_loss"] + SEED_OFFSET[seed % len(SEED_OFFSET)] / 100, 5),
+                "val_loss_grid": round(q["val_loss"] + SEED_OFFSET[seed % len(SEED_OFFSET)] / 120, 5)}
+
+
+def _trial_row(run: RunFolder, number: int, label: str, config: ArchConfig, seed: int, extra: dict) -> dict:
+    grid = f"trials/{number:04d}/samples.png"
+    draw_grid(run.path / grid, config, CAPTIONS)
+    cost = analytic_cost(config)
+    return {"number": number, "state": "COMPLETE", "arch_id": config.arch_id, "preset": label, "seed": seed,
+            "params": cost.params, "macs": cost.macs, "sample_grid": grid, "failure_reason": None,
+            "config_json": config.to_json(indent=None)} | extra
+
+
+def build_ablation_run(path: Path, steps: Sequence[str] = ("share_kv", "relu_attention", "swish_glu"),
+                       seeds: int = 3, mode: str = "both", baseline: str = "sd15") -> RunFolder:
+    """A finished `nas ablate` run folder (see the module docstring for what is real and what is not)."""
+    from nas.ablation import get_step, plan_rows
+    from nas.ablation.study import AblationSpec, aggregate, open_run, unique_jobs, write_tables
+
+    devices = ("iphone15pro", "pixel8")
+    rows = tuple(plan_rows(baseline, get_preset(baseline), [get_step(s) for s in steps], mode))
+    spec = AblationSpec(space=SPACE, baseline=baseline, rows=rows, seeds=seeds, latency_devices=devices,
+                        command=["nas", "ablate", "--baseline", baseline, "--steps", ",".join(steps)])
+    budget = {"steps": 400, "batch_size": 8}
+    manifest = dict(command=spec.command, space=SPACE, baseline=baseline, seeds=seeds, confidence=spec.confidence,
+                    steps=[[r.mode, r.step] for r in rows], budget=budget, latency_devices=list(devices),
+                    image_size=512, metrics=["latency_ms", *names("quality")], device="cpu",
+                    provenance={"versions": {"optuna": optuna.__version__}, "created": "2026-11-27T10:00:00+00:00"})
+    run, _ = open_run(path, "ablation", manifest)
+    jobs = unique_jobs([(r.step, r.config) for r in rows], seeds)
+    trial_rows = {}
+    for job in jobs:
+        trial_rows[(job.config.arch_id, job.seed)] = _trial_row(run, job.number, job.label, job.config, job.seed,
+                                                                _seeded(job.config, job.seed))
+    run.write_trials(list(trial_rows.values()))
+    predictors = {d: get_predictor(d) for d in devices}
+    latencies = {(r.config.arch_id, d): predictors[d].predict(r.config).latency_ms for r in rows for d in devices}
+    prov = {"budget": budget, "evaluator": {"note": "test fixture: synthetic quality"}, "image_size": 512,
+            "device": "cpu", "versions": {"optuna": optuna.__version__}, "created": "2026-11-27T10:00:00+00:00"}
+    write_tables(run, spec, aggregate(spec, trial_rows, latencies), prov)
+    return run
+
+
+def build_fidelity_run(path: Path, n_random: int = 2, seeds: int = 2, short: int = 400,
+                       reference: int = 1600) -> RunFolder:
+    """A finished `nas fidelity` run folder: the real plan and table writer (`StudyPlan`, `write_study`) over
+    synthetic per-seed quality of the presets and `n_random` sampled designs."""
+    from evaluators.training import Budget
+    from nas.ablation.fidelity import StudyPlan, write_study
+    from nas.ablation.study import open_run
+    from nas.trial_runner import QUALITY_KEYS, TrialSettings
+
+    panel = [(n, get_preset(n)) for n in ("sd15", "mobilediffusion", "bk_sdm_tiny")]
+    panel += [(f"sample_{c.arch_id[:6]}", c) for c in get_space(SPACE).sample_random(n_random, 0)]
+    settings = {name: TrialSettings(run_dir=str(path), metrics=QUALITY_KEYS, budget=Budget(steps=steps))
+                for name, steps in (("short", short), ("reference", reference))}
+    plan = StudyPlan("random", panel, settings["short"], settings["reference"], seeds, seeds)
+    budgets = {name: s.budget.to_dict() for name, s in settings.items()}
+    manifest = dict(command=["nas", "fidelity", "--panel", "random"], panel="random", archs=[n for n, _ in panel],
+                    seeds=dict(short=seeds, reference=seeds), budgets=budgets, metrics=list(QUALITY_KEYS),
+                    device="cpu", provenance={"versions": {"optuna": optuna.__version__},
+                                              "created": "2026-11-27T10:00:00+00:00"})
+    run, _ = open_run(path, "fidelity", manifest, same=("budgets",))
+    jobs = plan.jobs()
+    rows = {name: [_trial_row(run, job.number, job.label, job.config, job.seed,
+                              _seeded(job.config, job.seed, settings[name].budget.steps) | {"seconds_train": 1.0})
+                   for job in jobs[name]] for name in settings}
+    write_study(run.path, plan, jobs, rows, {name: {"model_id": "test-fixture"} for name in settings}, 0.95)
+    return run
+
+
 @pytest.fixture(scope="session")
 def finished_run(tmp_path_factory) -> RunFolder:
     """One finished 3-objective run (2 presets, 10 random designs, 2 failed), shared read-only by tests."""
     return build_run(tmp_path_factory.mktemp("runs") / "demo")
+
+
+@pytest.fixture(scope="session")
+def large_run(tmp_path_factory) -> RunFolder:
+    """A 3-objective run above the importance threshold: 2 presets + 43 random designs (45 complete)."""
+    return build_run(tmp_path_factory.mktemp("runs") / "large", n_random=43, n_failed=1, seed=5)
+
+
+@pytest.fixture(scope="session")
+def ablation_run(tmp_path_factory) -> RunFolder:
+    """A finished 3-seed ablation run (cumulative and leave-one-out) from sd15."""
+    return build_ablation_run(tmp_path_factory.mktemp("runs") / "ablate")
+
+
+@pytest.fixture(scope="session")
+def fidelity_run(tmp_path_factory) -> RunFolder:
+    """A finished 2-seed fidelity run: 5 architectures at 400 (short) and 1600 (reference) steps."""
+    return build_fidelity_run(tmp_path_factory.mktemp("runs") / "fidelity")
 
 
 @pytest.fixture(scope="session")
@@ -236,6 +342,11 @@ class DevTools:
                 out.append(f"log: {params['entry'].get('text')} ({params['entry'].get('url', '')})")
         return out
 
+    def webgl_contexts_lost(self) -> int:
+        """How often the browser dropped its oldest WebGL context (a figure silently blank) for a newer one."""
+        return sum(e.get("method") == "Log.entryAdded" and "Too many active WebGL contexts" in
+                   e["params"]["entry"].get("text", "") for e in self.events)
+
     def close(self) -> None:
         try:
             self.call("Browser.close", timeout=10)
@@ -263,3 +374,53 @@ def devtools(tmp_path):
 def run_builder():
     """`build_run` itself, for tests that need a run folder of their own shape."""
     return build_run
+
+
+@pytest.fixture(scope="session")
+def ablation_builder():
+    """`build_ablation_run` itself, for tests that need an ablation run folder of their own shape."""
+    return build_ablation_run
+
+
+COUNT_JS = """(() => {
+  const plots = [...document.querySelectorAll('div.js-plotly-plot')];
+  return JSON.stringify({
+    plots: plots.length,
+    rendered: plots.filter(p => p._fullLayout && p.querySelector('.plot-container svg.main-svg')).length,
+    ids: plots.filter(p => p._fullLayout && p.querySelector('.plot-container svg.main-svg')).map(p => p.id),
+    webgl_canvases: document.querySelectorAll('canvas').length,
+    no_webgl: document.body.innerText.includes('WebGL is not supported'),
+    images: [...document.images].filter(i => i.complete && i.naturalWidth > 0).length,
+    knee_rows: document.querySelectorAll('#pareto-table tr.knee').length,
+    injected: document.querySelectorAll('b').length,
+    text: document.body.innerText,
+    title: document.title,
+  });
+})()"""
+
+
+@pytest.fixture
+def load_page(devtools):
+    """`load_page(path, n_figures)`: open a file in the headless browser, wait until `n_figures` Plotly figures
+    have drawn (or `timeout`), and return the page state (COUNT_JS) with a full-page PNG screenshot."""
+    def load(page: Path, n_figures: int, timeout: float = 90.0) -> dict:
+        target = devtools.call("Target.createTarget", url="about:blank")["targetId"]
+        session = devtools.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        for domain in ("Runtime", "Log", "Page"):
+            devtools.call(f"{domain}.enable", session=session)
+        devtools.call("Page.navigate", session=session, url=page.resolve().as_uri())
+        devtools.wait_event("Page.loadEventFired", timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            state = json.loads(devtools.call("Runtime.evaluate", session=session, expression=COUNT_JS,
+                                             returnByValue=True)["result"]["value"])
+            if state["rendered"] >= n_figures or time.monotonic() > deadline:
+                break
+            time.sleep(0.25)
+        metrics = devtools.call("Page.getLayoutMetrics", session=session)["cssContentSize"]
+        shot = devtools.call("Page.captureScreenshot", session=session, format="png", captureBeyondViewport=True,
+                             clip=dict(x=0, y=0, width=metrics["width"], height=metrics["height"], scale=1))
+        state["screenshot"] = base64.b64decode(shot["data"])
+        return state
+
+    return load

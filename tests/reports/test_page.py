@@ -18,7 +18,11 @@ def test_page_is_self_contained_and_escaped(finished_run, tmp_path):
     assert "a small &lt;b&gt;green&lt;/b&gt; triangle &amp; friends" in text and "<b>green</b>" not in text
     assert text.count('<img alt="samples of trial') == len(info.architectures)
     ids = [fig_id for fig_id, _ in report.figures]
-    assert ids[:3] == ["front-0", "front-1", "front-3d"] and "hypervolume" in ids and "parallel" in ids
+    assert ids[:3] == ["front-0", "front-1", "front-3d"] and "hypervolume" in ids
+    assert [i for i in ids if i.startswith("parallel-")] == [f"parallel-{k}" for k in range(len(info.parallel.groups))]
+    assert "importances" not in ids and "No importances: they need at least 41" in text  # 12 complete trials
+    assert 'id="design-table"' in text and text.count("<li><strong>trial ") == len(info.pareto.rows)
+    assert "not qualified by seed spread (single seed)" in text
     assert sum(i.startswith("latency-") for i in ids) == len(info.architectures)
     assert all(f'id="{i}"' in text for i in ids)
     assert "ESTIMATE" in text and 'class="knee"' in text

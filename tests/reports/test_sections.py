@@ -10,7 +10,7 @@ from PIL import Image
 
 from reports.pareto import knee, losses, nondominated, pareto_numbers
 from reports.run_data import Objective, load_run
-from reports.sections import compute_report, header_info, hypervolume_info, importance_infos
+from reports.sections import compute_report, header_info, hypervolume_info
 
 
 @pytest.fixture(scope="module")
@@ -78,27 +78,38 @@ def test_hypervolume_never_decreases(info, data):
     assert all(b >= a - 1e-12 for a, b in zip(hv.values, hv.values[1:])) and hv.values[-1] > hv.values[0] > 0
 
 
-def test_parallel_coordinates_cover_design_dimensions(info, data):
-    names = [a.name for a in info.parallel.axes]
-    assert "num_levels" in names and "attn_activation" in names and len(names) == len(data.design_columns)
-    attn = next(a for a in info.parallel.axes if a.name == "attn_activation")
+def test_parallel_coordinates_are_grouped_per_unet_part(info, data):
+    groups = info.parallel.groups
+    assert [g.title for g in groups] == ["global", "level 0", "level 1", "level 2", "level 3", "bottleneck"]
+    dims = [d for g in groups for d in g.dimensions]
+    assert sorted(dims) == sorted(c[2:] for c in data.design_columns) and len(set(dims)) == len(dims)
+    level1 = next(g for g in groups if g.title == "level 1")
+    assert level1.dimensions[:3] == ["channels_1", "down_res_1", "up_res_1"]  # the space's order
+    assert [a.name for a in level1.axes][:3] == ["channels", "down_res", "up_res"]  # short labels in a group
+    assert all(len(g.axes) <= 7 for g in groups)
+    attn = next(a for g in groups for a in g.axes if a.name == "attn_activation")
     assert [t[1] for t in attn.ticks] == ["relu", "softmax"] and set(attn.values) <= {0.0, 1.0}
     assert info.parallel.colour_by == "fid" and len(info.parallel.colour) == len(data.complete)
 
 
-def test_importances_per_objective(info, data):
-    assert [i.objective for i in info.importances] == ["FID ↓", "CLIP score ↑", "latency (ms) ↓"]
-    dims = {c[2:] for c in data.design_columns}
-    for imp in info.importances:
-        assert imp.importances and set(imp.importances) <= dims
-        assert sum(imp.importances.values()) == pytest.approx(1.0)
-        assert list(imp.importances.values()) == sorted(imp.importances.values(), reverse=True)
+def test_group_names_and_splitting(tmp_path, finished_run):
+    from reports.designs import MAX_AXES, group_of, parallel_info
 
-
-def test_importances_with_too_few_trials_say_why(tmp_path, run_builder):
-    few = load_run(run_builder(tmp_path / "few", n_random=1, n_failed=1, presets=("sd15", "bk_sdm_tiny")).path)
-    infos = importance_infos(few)
-    assert all(not i.importances and "only 3 complete trials" in i.note for i in infos)
+    assert group_of("channels_3") == ("level 3", "channels")
+    assert group_of("mid_depth") == ("bottleneck", "depth")
+    assert group_of("ff_mult") == ("global", "ff_mult")
+    data = load_run(finished_run.path)
+    extra = [f"p_extra{chr(97 + k)}" for k in range(MAX_AXES + 2)]  # global dimensions (no level suffix)
+    data.design_columns = data.design_columns + extra
+    data.complete = data.complete.assign(**{c: 1.0 for c in extra})
+    data.manifest = {**data.manifest, "space": "not-a-space"}  # unknown space: alphabetical order
+    groups = parallel_info(data).groups
+    n_global = 6 + len(extra)  # num_levels, attn_activation, shared_kv, ff_activation, ff_mult, heads + extra
+    chunks = -(-n_global // MAX_AXES)
+    assert [g.title for g in groups if g.title.startswith("global")] == [f"global ({k} of {chunks})"
+                                                                          for k in range(1, chunks + 1)]
+    assert all(len(g.axes) <= MAX_AXES for g in groups)
+    assert groups[0].dimensions == sorted(groups[0].dimensions)
 
 
 def test_architectures_have_grids_and_block_latency(info, data):
@@ -140,7 +151,7 @@ def test_missing_study_falls_back_to_the_table(tmp_path, finished_run):
     info = compute_report(data)
     assert data.study is None and "could not be loaded" in info.header.notes[0]
     assert info.pareto.source == "trials table" and info.pareto.rows
-    assert all("study could not be loaded" in i.note for i in info.importances)
+    assert not info.importances.shown and "study could not be loaded" in info.importances.message
 
 
 def test_hypervolume_two_objectives(two_objective_run):
@@ -151,7 +162,7 @@ def test_hypervolume_two_objectives(two_objective_run):
 
 
 def test_parallel_axis_of_mixed_choices():
-    from reports.sections import _axis
+    from reports.designs import _axis
 
     ch = _axis("channels_3", pd.Series([1280.0, None, 1024.0, 1280.0]))
     assert ch.values == [1.0, -1.0, 0.0, 1.0] and ch.ticks == [(-1.0, "n/a"), (0.0, "1024"), (1.0, "1280")]
@@ -181,8 +192,8 @@ def test_header_counts_stale_and_running_trials(tmp_path, finished_run):
 
 
 def test_ablation_figures_waterfalls_and_leave_one_out_bars():
+    from reports.ablation import ablation_info
     from reports.figures import ablation_figures
-    from reports.sections import AblationInfo
 
     table = pd.DataFrame({
         "step": ["sd15", "share_kv", "trim_ffn", "full_path", "share_kv", "trim_ffn"],
@@ -190,7 +201,7 @@ def test_ablation_figures_waterfalls_and_leave_one_out_bars():
         "latency_ms": [1000.0, 950.0, 900.0, 900.0, 950.0, 960.0],
         "fid": [14.0, 14.5, 15.0, 15.0, 14.2, 14.9], "fid_ci": [0.4, 0.5, 0.5, 0.4, 0.3, 0.6],
     })
-    figs = dict(ablation_figures(AblationInfo("steps", table, True)))
+    figs = dict(ablation_figures(ablation_info("steps", table)))
     assert list(figs) == ["waterfall-latency_ms", "waterfall-fid", "leave-one-out-fid"]
     latency = figs["waterfall-latency_ms"].data[0]
     assert list(latency.measure) == ["absolute", "relative", "relative"]
