@@ -19,6 +19,8 @@ import pandas as pd
 # and wants a reference point in raw units, so the history is computed here on normalised values.
 from optuna._hypervolume import compute_hypervolume
 
+from core.metrics import get_metric
+from nas.fidelity_record import summary as fidelity_summary
 from nas.run_folder import METRIC_DIRECTIONS
 from nas.objectives import QUALITY
 from reports.ablation import AblationInfo, ablation_infos
@@ -81,6 +83,8 @@ def header_info(data: RunData) -> HeaderInfo:
     other = {str(s): int(n) for s, n in states.items() if s not in ("COMPLETE", "FAIL")}
     notes = [f"Optuna study unavailable: {data.study_error}; Pareto set computed from the trials table, "
              "importances omitted."] if data.study is None else []
+    notes += [f"Proxy fidelity of {o.label} at this budget: {fidelity_summary(m.get('fidelity'), o.name)}."
+              for o in data.objectives if get_metric(o.name).needs_training]
     return HeaderInfo(
         name=str(m.get("name", data.run.path.name)), command=_command(m.get("command", "")),
         space=_text(m.get("space")), objectives=[o.label for o in data.objectives], sampler=_text(m.get("sampler")),

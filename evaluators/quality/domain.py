@@ -12,10 +12,12 @@ import torch
 from evaluators.quality.cache import cache_dir, load_weights, save_weights, sha256
 from evaluators.quality.domain_clip import DomainClipRecipe, Progress, build_model, tokenize, train
 from evaluators.quality.evaluator import QualityEvaluator
+from nas.console import warn
 from nas.errors import UserError
 from nas.io import write_json
 
 SUBDIR = "domain_clip"
+LEGACY = object()  # a sidecar written before checksums (no "weights_sha256"): checked by loading, then upgraded
 
 
 def weights_path(recipe: DomainClipRecipe, cache: str | Path | None = None) -> Path:
@@ -23,29 +25,80 @@ def weights_path(recipe: DomainClipRecipe, cache: str | Path | None = None) -> P
     return cache_dir(cache) / SUBDIR / f"{recipe.key}.safetensors"
 
 
+def sidecar_path(weights: Path) -> Path:
+    """The JSON beside cached weights: {"recipe", "train" (stats), "weights_sha256"}."""
+    return weights.with_suffix(".json")
+
+
+def _read_sidecar(path: Path, recipe: DomainClipRecipe) -> tuple[dict | None, str]:
+    """The sidecar's content, or None and why it cannot be trusted (schema and recipe checked)."""
+    if not path.is_file():
+        return None, "is missing"
+    try:
+        meta = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None, "is not readable JSON text"
+    checksum = meta.get("weights_sha256", LEGACY) if isinstance(meta, dict) else None
+    if not isinstance(meta, dict) or not isinstance(meta.get("train"), dict) \
+            or checksum is not LEGACY and (not isinstance(checksum, str) or len(checksum) != 64):
+        return None, "is not a JSON object with recipe, train and weights_sha256"
+    if meta.get("recipe") != asdict(recipe):
+        return None, f"describes another recipe than {recipe.key}"
+    return meta, ""
+
+
+def _load_cached(path: Path, recipe: DomainClipRecipe) -> tuple[open_clip.CLIP | None, dict, str]:
+    """The cached model and its sidecar, or (None, {}, "<file> <what is wrong>") after checking the sidecar's
+    schema, the weights' SHA-256 against it, the safetensors format and every tensor's name and shape."""
+    meta, problem = _read_sidecar(sidecar_path(path), recipe)
+    if meta is None:
+        return None, {}, f"{sidecar_path(path)} {problem}"
+    if not path.is_file():
+        return None, {}, f"{path} is missing"
+    if "weights_sha256" in meta and sha256(path) != meta["weights_sha256"]:
+        return None, {}, f"{path} does not match the SHA-256 in its sidecar (truncated or modified)"
+    model = build_model(recipe)
+    try:
+        model.load_state_dict(load_weights(path))
+    except UserError:
+        return None, {}, f"{path} is not a safetensors weights file"
+    except RuntimeError:
+        return None, {}, f"{path} holds tensors of other names or shapes than the recipe's model"
+    if "weights_sha256" not in meta:  # the previous version's sidecar: the weights loaded whole, so keep them
+        meta = meta | {"weights_sha256": sha256(path)}
+        write_json(sidecar_path(path), meta)
+    return model, meta, ""
+
+
 def load_or_train(recipe: DomainClipRecipe, cache: str | Path | None = None, device: str = "cpu",
                   progress: Progress | None = None) -> tuple[open_clip.CLIP, dict]:
     """The trained domain CLIP of a recipe: from the cache, or trained now and cached atomically.
 
-    A cache file that is unreadable or does not fit the recipe is replaced by a fresh training.
+    A cache entry is validated before use: the sidecar's schema and recipe, the weights' SHA-256 against
+    the sidecar, the safetensors format and every tensor's shape. An entry that fails is retrained, after a
+    one-line warning on stderr naming the file and what is wrong.
 
     Returns:
         The model (eval mode, on `device`) and a description: cache path, weights hash, whether it was
         trained now, training stats.
+
+    Raises:
+        UserError: the cache folder cannot be written.
     """
     path = weights_path(recipe, cache)
-    model = build_model(recipe)
-    trained_now, stats = False, {}
-    try:
-        model.load_state_dict(load_weights(path))
-        meta_path = path.with_suffix(".json")
-        stats = json.loads(meta_path.read_text()).get("train", {}) if meta_path.is_file() else {}
-    except (UserError, RuntimeError, json.JSONDecodeError):
+    model, meta, problem = None, {}, ""
+    if path.exists() or sidecar_path(path).exists():
+        model, meta, problem = _load_cached(path, recipe)
+        if problem:
+            warn(f"domain CLIP cache {problem}; retraining it ({recipe.steps} steps)")
+    trained_now = model is None
+    if trained_now:
         model, stats = train(recipe, device=device, progress=progress)
         save_weights(path, model.state_dict(), {"recipe": json.dumps(asdict(recipe), sort_keys=True)})
-        write_json(path.with_suffix(".json"), {"recipe": asdict(recipe), "train": stats})
-        trained_now = True
-    info = dict(cache_path=str(path), weights_sha256=sha256(path), trained_now=trained_now, train=stats)
+        meta = {"recipe": asdict(recipe), "train": stats, "weights_sha256": sha256(path)}
+        write_json(sidecar_path(path), meta)
+    info = dict(cache_path=str(path), weights_sha256=meta["weights_sha256"], trained_now=trained_now,
+                train=meta["train"])
     return model.to(device).eval(), info
 
 

@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from nas.console import console
+from nas.console import console, warn
 
 
 def _summary(info: Any) -> str:
@@ -38,6 +38,9 @@ def report(run_dir: Path = typer.Argument(..., help="A run folder (from `nas sea
     if png_dir is not None:
         check_available()  # before writing anything
     path, page, info = build_report(run_dir, out)
+    study_note = next((n for n in getattr(getattr(info, "header", None), "notes", []) if "study unavailable" in n), None)
+    if study_note:  # the page says it too, but a script or a reader of the terminal must not miss it
+        warn(study_note.splitlines()[0])
     console.print(f"report: {path}  ({_summary(info)}, {len(page.figures)} figures)", soft_wrap=True)
     if png_dir is not None:
         written = export_pngs(page.figures, png_dir)

@@ -186,7 +186,7 @@ def test_a_signal_mid_trial_interrupts_then_resume_finishes_exactly(tmp_path, se
 
 
 @pytest.mark.slow
-def test_a_corrupt_study_is_refused_in_one_line(tmp_path, search_env):
+def test_a_corrupt_study_is_refused_in_one_line_and_the_report_warns(tmp_path, search_env, nas_cli):
     run_dir = tmp_path / "run"
     run_search(tiny_options(run_dir, trials=1, warm_start=(), report=False))
     (run_dir / "study.db").write_bytes(b"\x00garbage" * 100)
@@ -195,6 +195,9 @@ def test_a_corrupt_study_is_refused_in_one_line(tmp_path, search_env):
     assert proc.wait(timeout=300) == 2
     assert "cannot open storage" in _one_line(proc.stderr.read())
     assert _hashes(run_dir) == before
+    code, out, err = nas_cli("report", run_dir)  # the table still makes a report; the terminal says what is missing
+    assert code == 0 and "report:" in out
+    assert err.startswith("nas: warning: Optuna study unavailable") and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("relative, message", [
