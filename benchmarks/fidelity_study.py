@@ -10,6 +10,10 @@ any machine (commit the CSV as rows arrive).
 
 Order of the work: short budget seed 0 for every architecture, then seed 1, then the reference seed 0, so that
 a partial run already gives the seed ceiling of the short budget.
+
+The evaluator is the embedded domain CLIP; its weights are committed in `benchmarks/fidelity/evaluator/` and
+copied into the cache first (a domain CLIP retrained on another machine may differ in its last bits, and rows
+scored by other weights are not comparable: `nas fidelity --import` refuses them).
 """
 
 from __future__ import annotations
@@ -75,6 +79,21 @@ def append_row(path: Path, row: dict) -> None:
         os.fsync(f.fileno())
 
 
+def _install_evaluator() -> None:
+    """Put the committed domain-CLIP weights (the evaluator every committed row was scored with) into the cache,
+    so a fresh machine scores with the same weights instead of retraining its own."""
+    import shutil
+
+    from evaluators.quality.cache import cache_dir
+    from evaluators.quality.domain import SUBDIR
+
+    target = Path(cache_dir()) / SUBDIR
+    for path in (Path(__file__).parent / "fidelity" / "evaluator").glob("*"):
+        if not (target / path.name).exists():
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target / path.name)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/fidelity/trials.csv"))
@@ -84,6 +103,7 @@ def main() -> None:
     ap.add_argument("--only", choices=("short", "reference"), default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    _install_evaluator()
     short = Budget()
     reference = short.replace(steps=short.steps * args.reference_factor)
     evaluator = get_quality_evaluator("domain", image_size=short.image_size, device="cpu")

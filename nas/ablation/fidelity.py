@@ -25,6 +25,7 @@ import pandas as pd
 from evaluators.training import Budget
 from nas.ablation.fidelity_stats import BUDGETS, correlations, seed_means
 from nas.ablation.study import open_run
+from nas.console import warn
 from nas.errors import UserError
 from nas.executor import Job, finished_row, run_jobs
 from nas.fidelity_record import ENTRY_KEYS, record
@@ -157,13 +158,18 @@ def run_fidelity(plan: StudyPlan, *, imports: list[Path] = (), train: bool = Tru
     evaluators: dict[str, dict] = {}
     rows: dict[str, list[dict[str, Any]]] = {}
     done = 0
+    other_weights = 0
     for name, settings, _ in plan.budgets():
         evaluators[name] = prepare(settings, []).get("evaluator", {})
-        budget_hash = settings.budget_hash
+        budget_hash, weights = settings.budget_hash, evaluators[name].get("weights_sha256", "")
         for job in jobs[name]:
             key = (job.config.arch_id, budget_hash, job.seed, evaluators[name].get("model_id"))
-            if key in imported and finished_row(run, job, settings) is None:
-                write_json(run.trial_dir(job.number) / "metrics.json", _imported_row(imported[key], job, settings))
+            if key not in imported or finished_row(run, job, settings) is not None:
+                continue
+            if not weights.startswith(imported[key].get("evaluator_sha256") or ""):
+                other_weights += 1  # same recipe, other weights (retrained elsewhere): not the same scores
+                continue
+            write_json(run.trial_dir(job.number) / "metrics.json", _imported_row(imported[key], job, settings))
         if train:
             def report(d: int, t: int, base: int = done) -> None:
                 if progress:
@@ -177,6 +183,9 @@ def run_fidelity(plan: StudyPlan, *, imports: list[Path] = (), train: bool = Tru
         done += len(jobs[name])
         if progress:
             progress(done, total)
+    if other_weights:
+        warn(f"{other_weights} imported trial(s) were scored by other weights of the same domain-CLIP recipe "
+             "(the evaluator was retrained on another machine); they are not used")
     result = write_study(run.path, plan, jobs, rows, evaluators, confidence)
     if result.missing == 0:
         entry = dict(panel=plan.panel_name, short=describe(plan.short), reference=describe(plan.reference),
