@@ -237,20 +237,19 @@ def _open_run(opts: SearchOptions) -> _OpenRun:
     """
     run = RunFolder(opts.run_dir)
     objectives = [o.to_dict() for o in opts.objectives]
-    existed = run.exists()
-    if not existed and opts.resume:
-        raise UserError(f"{run.path} is not a run folder; nothing to resume")
-    if not existed and not _is_empty(run.path):
-        raise UserError(f"{run.path} exists and is not an empty folder or a run folder")
     created_folder = _is_empty(run.path)
-    external = (run.manifest().get("storage") is not None) if existed else opts.storage is not None
+    external = (run.manifest().get("storage") is not None) if run.exists() else opts.storage is not None
     try:
         run.path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"cannot create the run folder {run.path}: {err.strerror or err}") from None
-    lock = None if external else RunLock(run.path).acquire()
+    lock = None if external else RunLock(run.path).acquire()  # first: another driver may be creating the run
     opened = _OpenRun(run, None, False, lock, created_folder)  # type: ignore[arg-type]
     try:
+        if not run.exists() and opts.resume:
+            raise UserError(f"{run.path} is not a run folder; nothing to resume")
+        if not run.exists() and not created_folder:
+            raise UserError(f"{run.path} exists and is not an empty folder or a run folder")
         if run.exists():  # pointing at an existing run resumes it, if it is the same kind of search
             opened.created_folder = False
             manifest = run.manifest()
