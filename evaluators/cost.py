@@ -134,26 +134,30 @@ def block_params(s: BlockSpec) -> int:
 def activation_bytes(config: ArchConfig, bytes_per_el: int = 4) -> int:
     """Upper-bound estimate of peak activations of one forward at batch 1.
 
-    Every skip tensor held at once (as at the bottleneck) plus the largest working set of one block: its
-    input, output and transients (a ResNet block's hidden map; a transformer's GLU inner activations and
-    one layer's attention scores, materialised as ReLU attention and the math SDPA backend do).
+    Every skip tensor held at once (as at the bottleneck) plus the largest working set of one block
+    (`block_working_elements`; attention scores materialised, as ReLU attention and the math SDPA backend do).
     """
     skips = config.levels[0].channels * config.latent_size ** 2
     for i, level in enumerate(config.levels):
         skips += level.down_res * level.channels * config.resolution(i) ** 2
         if i < len(config.levels) - 1:
             skips += level.channels * config.resolution(i + 1) ** 2
-    working = 0
-    for _, s in arch_blocks(config):
-        hw = s.res * s.res
-        out_hw = hw // 4 if s.kind == "downsample" else hw * 4 if s.kind == "upsample" else hw
-        transient = s.out_ch * hw if s.kind == "resnet" else 0
-        if s.kind == "transformer":
-            keys = max(hw if s.attention in ("self", "self_cross") else 0, s.context_len)
-            transient = 3 * s.ff_mult * s.in_ch * hw + s.heads * hw * keys
-        if s.kind != "time_embed":
-            working = max(working, s.in_ch * hw + s.out_ch * out_hw + transient)
+    working = max(block_working_elements(s) for _, s in arch_blocks(config))
     return (skips + working) * bytes_per_el
+
+
+def block_working_elements(s: BlockSpec) -> int:
+    """Elements one forward of a block holds at once at batch 1: its input, output and transients (a ResNet
+    block's hidden map; a transformer's GLU inner activations and one layer's attention scores)."""
+    if s.kind == "time_embed":
+        return 0
+    hw = s.res * s.res
+    out_hw = hw // 4 if s.kind == "downsample" else hw * 4 if s.kind == "upsample" else hw
+    transient = s.out_ch * hw if s.kind == "resnet" else 0
+    if s.kind == "transformer":
+        keys = max(hw if s.attention in ("self", "self_cross") else 0, s.context_len)
+        transient = 3 * s.ff_mult * s.in_ch * hw + s.heads * hw * keys
+    return s.in_ch * hw + s.out_ch * out_hw + transient
 
 
 def _report(config: ArchConfig, block_costs: dict[str, tuple[int, int]], method: str) -> CostReport:

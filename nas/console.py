@@ -23,3 +23,8 @@ def human(n: float, unit: str = "") -> str:
         if abs(n) >= factor:
             return f"{n / factor:.2f}{suffix}{unit}"
     return f"{n:g}{unit}"
+
+
+def warn(message: str) -> None:
+    """One line on stderr, `nas: warning: ...` (the form of the CLI's `nas: error: ...` lines)."""
+    print(f"nas: warning: {message}", file=sys.stderr, flush=True)

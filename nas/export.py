@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from evaluators.memory import check_fits, model_memory
 from nas.errors import UserError
 from nas.io import write_json
 from nas.provenance import provenance
@@ -33,6 +34,7 @@ from search_spaces.diffusers_compat import to_diffusers_config, unsupported_feat
 ONNX_OPSET = 17
 ONNX_TOLERANCE = 1e-3
 ONNX_INPUTS = ("sample", "timestep", "encoder_hidden_states")
+ONNX_WEIGHT_COPIES = 3  # torch model + exported graph, then the exported graph + onnxruntime session (+ reload)
 METRICS = ("params", "macs", "macs_no_attention", "latency_ms", "fid", "kid", "clip_score", "val_loss")
 
 
@@ -66,12 +68,14 @@ def _metrics(row: Any) -> dict[str, float | None]:
     return out
 
 
-def export_onnx(config: ArchConfig, path: Path, seed: int = 0) -> dict[str, Any]:
+def export_onnx(config: ArchConfig, path: Path, seed: int = 0, max_memory: int | None = None) -> dict[str, Any]:
     """Export the full-scale UNet of `config` to `path` and check it against torch in onnxruntime.
 
     Returns the check's summary (file names, opset, inputs, max abs difference).
 
     Raises:
+        TooLargeError: the estimated memory (torch model, its ONNX export and the onnxruntime session, plus
+            one forward's activations) exceeds `max_memory` or the available memory; nothing is built.
         OnnxCheckError: onnxruntime's output differs from torch's by more than ONNX_TOLERANCE.
     """
     import onnx
@@ -82,6 +86,7 @@ def export_onnx(config: ArchConfig, path: Path, seed: int = 0) -> dict[str, Any]
     from evaluators.latency.onnx_export import export
     from search_spaces.unet import build_unet
 
+    check_fits(model_memory(config, f"exporting arch {config.arch_id} to ONNX", ONNX_WEIGHT_COPIES), max_memory)
     torch.manual_seed(seed)
     model = build_unet(config).eval()
     inputs = model_inputs(config, 1, torch.float32, "cpu")
@@ -132,12 +137,14 @@ def run_summary(data: RunData) -> dict[str, Any]:
 
 
 def export_architecture(run_dir: str | Path, pick: str, out: str | Path, latency_budget_ms: float | None = None,
-                        onnx_path: str | Path | None = None) -> dict[str, Any]:
+                        onnx_path: str | Path | None = None, max_memory: int | None = None) -> dict[str, Any]:
     """Pick a trial of the run and write its export (see the module docstring); returns the JSON written.
 
     Raises:
-        UserError: not a run, no complete trial, a bad pick or trial number, nothing under the budget, or an
-            unwritable output path. OnnxCheckError: the ONNX model fails its check (nothing is written).
+        UserError: not a run, no complete trial, a bad pick or trial number, nothing under the budget, an
+            unwritable output path, or (TooLargeError) a full-scale model too large to export within
+            `max_memory` or the available memory. OnnxCheckError: the ONNX model fails its check (nothing is
+            written).
     """
     out = Path(out)
     onnx_file = Path(onnx_path) if onnx_path is not None else None
@@ -158,7 +165,7 @@ def export_architecture(run_dir: str | Path, pick: str, out: str | Path, latency
         "config": config.to_dict(), "arch_id": config.arch_id, "trial": number, "pick": pick,
         "latency_budget_ms": latency_budget_ms, "preset": str(row.get("preset") or "") or None,
         "metrics": _metrics(row), "run": run_summary(data), "diffusers": diffusers,
-        "onnx": export_onnx(config, onnx_file) if onnx_file is not None else None,
+        "onnx": export_onnx(config, onnx_file, max_memory=max_memory) if onnx_file is not None else None,
         "provenance": provenance(command="nas export"),
     }
     if not reasons:

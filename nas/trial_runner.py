@@ -113,6 +113,7 @@ def run_trial(settings: TrialSettings, config: ArchConfig, number: int, seed: in
     row: dict[str, Any] = dict(number=number, state="COMPLETE", arch_id=config.arch_id, preset=label, seed=seed,
                                cache_key=settings.cache_key(config.arch_id, seed), cached=False,
                                config_json=config.to_json(indent=None), failure_reason=None,
+                               **dict.fromkeys(settings.metrics),  # a failed row still names every metric (Tune)
                                **(extra or {}), **{f"p_{k}": v for k, v in (params or {}).items()})
     latency_blocks: list[dict] = []
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from search_spaces.config import ArchConfig
+from search_spaces.config import ArchConfig, ConfigError
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,17 @@ def topology(config: ArchConfig) -> tuple:
 
 
 def to_proxy(config: ArchConfig, scale: ProxyScale = ProxyScale()) -> ArchConfig:
-    """The proxy-scale config of `config`: identical topology, reduced widths, resolution and context."""
+    """The proxy-scale config of `config`: identical topology, reduced widths, resolution and context.
+
+    Raises:
+        ConfigError: more levels than the proxy image size can halve; the message names the config's level
+            count and the proxy image size, not the derived proxy config's latent size.
+    """
+    n_down = len(config.levels) - 1
+    if scale.image_size % (1 << n_down):
+        raise ConfigError(f"levels: {len(config.levels)} levels halve the image {n_down} times, but the proxy image "
+                          f"size {scale.image_size} (--image-size) is not divisible by 2**{n_down}; use at most "
+                          f"{_max_levels(scale.image_size)} levels or an image size that is a multiple of {1 << n_down}")
     g = scale.norm_groups
     levels = tuple(dataclasses.replace(lv, channels=_round_to(lv.channels / scale.width_divisor, g))
                    for lv in config.levels)
@@ -53,3 +63,7 @@ def to_proxy(config: ArchConfig, scale: ProxyScale = ProxyScale()) -> ArchConfig
         latent_channels=scale.image_channels, latent_size=scale.image_size, norm_groups=g, **head_kw)
     proxy.validate()
     return proxy
+
+
+def _max_levels(image_size: int) -> int:
+    return (image_size & -image_size).bit_length()  # one more than the halvings the size allows

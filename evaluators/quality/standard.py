@@ -84,7 +84,8 @@ def load_inception(path: Path, device: str | torch.device = "cpu"):
         base = torch.jit.load(str(path), map_location=device).eval()
         layers = base.layers
     except (RuntimeError, ValueError, AttributeError) as err:
-        raise UserError(f"{path} is not clean-fid's TorchScript Inception ({str(err).splitlines()[0]})") from None
+        raise UserError(f"{path} is not clean-fid's TorchScript Inception ({str(err).splitlines()[0]}); replace it "
+                        f"with a good copy of {inception_url}, or delete it if it is the cached download") from None
     resize = make_resizer("PIL", False, "bicubic", (INCEPTION_SIZE, INCEPTION_SIZE))
 
     def features(images: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""`nas ablate` (paper-style ablation table with seeds and intervals) and `nas fidelity` (proxy ranking check)."""
+"""`nas ablate`: the paper-style ablation table with seeds and intervals (and the progress helpers `nas fidelity`
+shares)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from evaluators.training import Budget
+from evaluators.training import Budget, fit_heldout
 from nas.console import console, err_console, human, print_json
 from nas.trial_runner import QUALITY_KEYS, TrialSettings
 
@@ -66,6 +67,12 @@ def ablate(
     confidence: float = typer.Option(0.95, "--confidence", help="Coverage of the t-intervals."),
     require_ci: bool = typer.Option(False, "--require-ci", help="Fail unless intervals can be computed."),
     budget_steps: int = typer.Option(Budget().steps, "--budget", help="Proxy training steps per trial."),
+    n_val: Optional[int] = typer.Option(None, "--n-val", help=f"Held-out images of the denoising loss (default "
+                                        f"{Budget().n_val}, or the held-out split if smaller)."),
+    n_samples: Optional[int] = typer.Option(None, "--n-samples", help=f"Images generated and scored per trial "
+                                            f"(default {Budget().n_samples}, or the held-out split if smaller)."),
+    n_real: Optional[int] = typer.Option(None, "--n-real", help=f"Held-out real images FID/KID compare against "
+                                         f"(default {Budget().n_real}, or the held-out split if smaller)."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run folder (default runs/ablate-<time>); "
                                            "an existing ablation run folder is resumed."),
     latency_devices: str = typer.Option("iphone15pro,pixel8", "--latency-devices",
@@ -95,7 +102,8 @@ def ablate(
     spec = AblationSpec(**{**spec.__dict__, "rows": tuple(plan_rows(baseline, get_preset(baseline), chosen, mode))})
     settings = TrialSettings(
         run_dir=str(_run_dir(run_dir, "ablate")), metrics=("latency_ms",) + QUALITY_KEYS,
-        budget=Budget(steps=budget_steps), latency_device=devices[0], image_size=image_size,
+        budget=fit_heldout(Budget(steps=budget_steps), n_val, n_samples, n_real), latency_device=devices[0],
+        image_size=image_size,
         lut_dir=str(lut_dir) if lut_dir else None, threads=max(1, int(cpus_per_trial)), lut_threads=lut_threads,
         calibrate_latency=True, device="cuda" if gpus_per_trial > 0 else "cpu")
     with Progress(*PROGRESS_COLUMNS, console=err_console if json_out else console, transient=json_out) as bar:
@@ -121,46 +129,5 @@ def ablate(
                   f"{result.ray_trials} trial(s) ran this time")
 
 
-def fidelity(
-    space: str = typer.Option("unet_mobile", "--space", help="Search space the sampled architectures come from."),
-    archs: int = typer.Option(6, "--archs", help="Architectures: the presets, then random samples."),
-    short: int = typer.Option(Budget().steps, "--short", help="Short proxy budget (training steps)."),
-    long: int = typer.Option(4 * Budget().steps, "--long", help="Long proxy budget (training steps)."),
-    seeds: int = typer.Option(2, "--seeds", help="Seeds per architecture and budget."),
-    sample_seed: int = typer.Option(0, "--sample-seed", help="Seed of the random architecture samples."),
-    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run folder (default runs/fidelity-<time>); "
-                                           "an existing fidelity run folder is resumed."),
-    address: Optional[str] = typer.Option(None, "--address", help="Existing Ray cluster host:port."),
-    workers: int = typer.Option(1, "--workers", help="Trials running at once."),
-    cpus_per_trial: float = typer.Option(2.0, "--cpus-per-trial", help="Ray CPUs (and torch threads) per trial."),
-    gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", help="Ray GPUs per trial (proxies train on CUDA)."),
-    json_out: bool = typer.Option(False, "--json", help="Print the correlations as JSON instead of a table."),
-) -> None:
-    """Train architectures at a short and a long budget; Kendall tau / Spearman rho of the two rankings."""
-    from nas.ablation.fidelity import run_fidelity, fidelity_archs
-
-    fidelity_archs(space, archs, sample_seed)  # bad --space / --archs fail before anything is written
-    base = TrialSettings(run_dir=str(_run_dir(run_dir, "fidelity")), metrics=QUALITY_KEYS,
-                         budget=Budget(steps=short), threads=max(1, int(cpus_per_trial)),
-                         device="cuda" if gpus_per_trial > 0 else "cpu")
-    long_settings = TrialSettings(**{**base.__dict__, "budget": Budget(steps=long)})
-    with Progress(*PROGRESS_COLUMNS, console=err_console if json_out else console, transient=json_out) as bar:
-        task = bar.add_task(f"fidelity trials ({archs} archs x {seeds} seeds x 2 budgets)", total=None)
-        result = run_fidelity(space, archs, base, long_settings, seeds=seeds, sample_seed=sample_seed,
-                              command=["nas", *sys.argv[1:]], address=address, workers=workers,
-                              cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
-                              progress=BarProgress(bar, task))
-    if json_out:
-        print_json(result.to_dict())
-        return
-    table = Table("metric", "Kendall tau", "Spearman rho",
-                  title=f"Proxy fidelity: {short} vs {long} steps, {archs} architectures x {seeds} seeds")
-    for metric in QUALITY_KEYS:
-        table.add_row(metric, _fmt(result.kendall_tau[metric]), _fmt(result.spearman_rho[metric]))
-    console.print(table)
-    console.print(f"run folder: {result.run_dir}; files in fidelity/: {', '.join(f.name for f in result.files)}")
-
-
 def register(app: typer.Typer) -> None:
     app.command("ablate")(ablate)
-    app.command("fidelity")(fidelity)

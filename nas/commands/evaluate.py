@@ -11,8 +11,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from evaluators.memory import parse_size
 from evaluators.quality import SOURCES, get_quality_evaluator
-from evaluators.training import Budget, evaluate_arch
+from evaluators.training import Budget, check_proxy_fits, evaluate_arch, fit_heldout
 from nas.arch_input import resolve_arch
 from nas.console import console, err_console, human, print_json
 from nas.errors import UserError
@@ -36,7 +37,12 @@ def evaluate(
     lr: float = typer.Option(_DEFAULT.lr, "--lr", help="AdamW learning rate."),
     prediction: str = typer.Option(_DEFAULT.prediction, "--prediction", help="epsilon | v_prediction."),
     ema: Optional[float] = typer.Option(None, "--ema", help="Evaluate an EMA of the weights with this decay."),
-    samples: int = typer.Option(_DEFAULT.n_samples, "--samples", help="Images generated and scored."),
+    n_samples: Optional[int] = typer.Option(None, "--n-samples", "--samples", help="Images generated and scored "
+                                            f"(default {_DEFAULT.n_samples}, or the held-out split if smaller)."),
+    n_val: Optional[int] = typer.Option(None, "--n-val", help="Held-out images of the denoising loss (default "
+                                        f"{_DEFAULT.n_val}, or the held-out split if smaller)."),
+    n_real: Optional[int] = typer.Option(None, "--n-real", help="Held-out real images FID/KID compare against "
+                                         f"(default {_DEFAULT.n_real}, or the held-out split if smaller)."),
     sample_steps: int = typer.Option(_DEFAULT.sample_steps, "--sample-steps", help="Sampler steps."),
     sampler: str = typer.Option(_DEFAULT.sampler, "--sampler", help="dpm | ddim."),
     cfg_scale: float = typer.Option(_DEFAULT.cfg_scale, "--cfg-scale", help="Classifier-free guidance scale."),
@@ -54,8 +60,15 @@ def evaluate(
                                                    "training images of the domain CLIP instead of its recipe's."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda (bfloat16 autocast on CUDA)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's)."),
+    max_memory: Optional[str] = typer.Option(None, "--max-memory", help="Refuse a proxy whose estimated training "
+                                             "memory exceeds this (e.g. 8GiB; default: the available memory)."),
 ) -> None:
-    """Train an architecture's proxy briefly, sample held-out captions, print FID, KID, CLIP score and losses."""
+    """Train an architecture's proxy briefly, sample held-out captions, print FID, KID, CLIP score and losses.
+
+    Sizes are checked before anything is built: a proxy whose estimated memory exceeds the available memory
+    (or --max-memory) is refused. The held-out sizes default to the held-out split when it is smaller (with a
+    warning); explicit sizes larger than the split are refused.
+    """
     arch, label = resolve_arch(preset, config)
     if steps is not None and seconds is not None:
         raise UserError("give at most one of --steps and --seconds")
@@ -68,10 +81,13 @@ def evaluate(
         raise UserError(f"--threads must be positive, got {threads}")
     if device != "cpu" and not (device.startswith("cuda") and torch.cuda.is_available()):
         raise UserError(f"device {device!r} is not available here (cpu{', cuda' if torch.cuda.is_available() else ''})")
+    limit = None if max_memory is None else parse_size(max_memory)
     budget = Budget(steps=_DEFAULT.steps if steps is None else steps, seconds=seconds, batch_size=batch_size, lr=lr,
-                    prediction=prediction, ema_decay=ema, n_samples=samples, sample_steps=sample_steps,
-                    sampler=sampler, cfg_scale=cfg_scale, image_size=image_size, width_divisor=width_divisor,
-                    n_train=train_images, data=data, data_path=data_path)
+                    prediction=prediction, ema_decay=ema, sample_steps=sample_steps, sampler=sampler,
+                    cfg_scale=cfg_scale, image_size=image_size, width_divisor=width_divisor, n_train=train_images,
+                    data=data, data_path=data_path)
+    budget = fit_heldout(budget, n_val, n_samples, n_real)
+    check_proxy_fits(arch, budget, device, limit)  # before the domain CLIP is loaded (or trained)
     if threads is not None:
         torch.set_num_threads(threads)
     out = out or Path("runs") / "evaluate" / f"{arch.arch_id}-seed{seed}"
@@ -84,14 +100,14 @@ def evaluate(
     total = budget.seconds or budget.steps
     with Progress(TextColumn("training proxy"), BarColumn(), MofNCompleteColumn() if not budget.seconds else
                   TextColumn("{task.completed:.0f}/{task.total:.0f} s"), TextColumn("loss {task.fields[loss]:.4f}"),
-                  TimeElapsedColumn(), console=err_console, transient=True) as bar:
+                  TimeElapsedColumn(), console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
         task = bar.add_task("train", total=total, loss=float("nan"))
 
         def report(r: dict) -> None:
             bar.update(task, completed=r["seconds"] if budget.seconds else r["step"], loss=r["loss"])
 
         result = evaluate_arch(arch, budget, seed=seed, out_dir=out, evaluator=evaluator, report=report,
-                               device=device)
+                               device=device, max_memory=limit)
     record = result.to_dict() | {"arch": label, "provenance": provenance(device=device,
                                                                           threads=torch.get_num_threads())}
     trial_json = write_json(out / "trial.json", record)
@@ -107,7 +123,7 @@ def _evaluator(source: str, image_size: int, cache_dir: Optional[Path], recipe: 
     if source == "standard":
         return get_quality_evaluator("standard", cache_dir=cache_dir, device=device)
     with Progress(TextColumn("domain CLIP (first use trains it)"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err_console, transient=True) as bar:
+                  TimeElapsedColumn(), console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
         task = bar.add_task("clip", total=None)
         return get_quality_evaluator("domain", image_size=image_size, cache_dir=cache_dir, device=device,
                                      progress=lambda s, n, _loss: bar.update(task, completed=s, total=n), **recipe)

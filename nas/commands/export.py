@@ -17,11 +17,16 @@ def export(run_dir: Path = typer.Argument(..., help="A run folder (from `nas sea
                                                              help="Pick only among trials at or under this latency."),
            onnx: Optional[Path] = typer.Option(None, "--onnx", help="Also export the full-scale UNet to this ONNX "
                                                "file (opset 17), checked in onnxruntime against torch."),
+           max_memory: Optional[str] = typer.Option(None, "--max-memory", help="With --onnx: refuse a model whose "
+                                                    "estimated export memory exceeds this (e.g. 8GiB; default: the "
+                                                    "available memory)."),
            json_out: bool = typer.Option(False, "--json", help="Print the written JSON document.")) -> None:
     """Export one architecture of a run; `nas cost --config FILE` reads the JSON back."""
+    from evaluators.memory import parse_size
     from nas.export import export_architecture
 
-    doc = export_architecture(run_dir, pick, out, latency_budget_ms, onnx)
+    doc = export_architecture(run_dir, pick, out, latency_budget_ms, onnx,
+                              None if max_memory is None else parse_size(max_memory))
     if json_out:
         print_json(doc)
         return

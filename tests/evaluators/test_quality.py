@@ -3,6 +3,7 @@ small weights the tests make and save themselves."""
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,8 @@ from safetensors.torch import save_file
 from evaluators.data.synthetic import generate
 from evaluators.quality import clip_score, get_quality_evaluator
 from evaluators.quality.degrade import add_noise, gaussian_blur
-from evaluators.quality.domain import load_or_train, weights_path
+from evaluators.quality.cache import sha256
+from evaluators.quality.domain import load_or_train, sidecar_path, weights_path
 from evaluators.quality.domain_clip import DomainClipRecipe
 from evaluators.quality.metrics import fid, kid
 from nas.errors import UserError
@@ -52,15 +54,70 @@ def test_domain_evaluator_info_and_cache(domain, cache):
     assert DomainClipRecipe(image_size=16, **(TINY | {"seed": 1})).key != recipe.key
 
 
-@pytest.mark.parametrize("n_train", [None, 32])  # fresh images every step, or a fixed pool
-def test_corrupt_cache_is_retrained(tmp_path, n_train):
-    recipe = DomainClipRecipe(image_size=16, steps=3, batch_size=8, n_train=n_train)
+def _other_recipes_weights(weights, recipe):
+    """Weights of another architecture under this recipe's name, with a sidecar that vouches for them."""
+    other = DomainClipRecipe(image_size=16, steps=1, batch_size=8, width=32)
+    _, info = load_or_train(other, weights.parent.parent)
+    weights.write_bytes(Path(info["cache_path"]).read_bytes())
+    sidecar = sidecar_path(weights)
+    sidecar.write_text(json.dumps(json.loads(sidecar.read_text()) | {"weights_sha256": sha256(weights)}))
+
+
+DAMAGES = {  # what is done to a valid cache entry -> the file the warning names and what it says
+    "garbage_weights": (lambda w, r: w.write_bytes(b"garbage"), "weights", "does not match the SHA-256"),
+    "truncated_weights": (lambda w, r: w.write_bytes(w.read_bytes()[:-100]), "weights", "does not match the SHA-256"),
+    "missing_weights": (lambda w, r: w.unlink(), "weights", "is missing"),
+    "binary_sidecar": (lambda w, r: sidecar_path(w).write_bytes(bytes(range(256))), "sidecar",
+                       "is not readable JSON text"),
+    "list_sidecar": (lambda w, r: sidecar_path(w).write_text("[1, 2]"), "sidecar", "is not a JSON object"),
+    "bad_checksum_type": (lambda w, r: sidecar_path(w).write_text(json.dumps(
+        json.loads(sidecar_path(w).read_text()) | {"weights_sha256": 42})), "sidecar",
+        "is not a JSON object with recipe, train and weights_sha256"),
+    "missing_sidecar": (lambda w, r: sidecar_path(w).unlink(), "sidecar", "is missing"),
+    "other_shapes": (_other_recipes_weights, "weights", "holds tensors of other names or shapes"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_corrupt_cache_is_retrained_with_a_one_line_warning(tmp_path, capsys, damage):
+    inject, culprit, reason = DAMAGES[damage]
+    recipe = DomainClipRecipe(image_size=16, steps=3, batch_size=8, n_train=32)
     _, first = load_or_train(recipe, tmp_path)
-    weights_path(recipe, tmp_path).write_bytes(b"garbage")
+    weights = weights_path(recipe, tmp_path)
+    capsys.readouterr()
+    inject(weights, recipe)
     _, second = load_or_train(recipe, tmp_path)
+    err = capsys.readouterr().err
+    named = weights if culprit == "weights" else sidecar_path(weights)
+    assert err.count("\n") == 1 and err.startswith(f"nas: warning: domain CLIP cache {named} {reason}")
+    assert err.rstrip().endswith(f"retraining it ({recipe.steps} steps)")
     assert first["trained_now"] and second["trained_now"]
-    assert second["weights_sha256"] == first["weights_sha256"]  # deterministic training on CPU
-    assert not list(weights_path(recipe, tmp_path).parent.glob(".*"))  # no temporary files left
+    assert second["weights_sha256"] == first["weights_sha256"] == sha256(weights)  # deterministic on CPU
+    assert json.loads(sidecar_path(weights).read_text())["weights_sha256"] == sha256(weights)
+    _, third = load_or_train(recipe, tmp_path)  # repaired: loads without a word
+    assert not third["trained_now"] and capsys.readouterr().err == ""
+    assert not list(weights.parent.glob(".*"))  # no temporary files left
+
+
+def test_a_previous_versions_sidecar_without_checksum_is_upgraded_not_retrained(tmp_path, capsys):
+    recipe = DomainClipRecipe(image_size=16, steps=3, batch_size=8, n_train=32)
+    _, first = load_or_train(recipe, tmp_path)
+    sidecar = sidecar_path(weights_path(recipe, tmp_path))
+    legacy = {k: v for k, v in json.loads(sidecar.read_text()).items() if k != "weights_sha256"}
+    sidecar.write_text(json.dumps(legacy))
+    capsys.readouterr()
+    _, second = load_or_train(recipe, tmp_path)
+    assert not second["trained_now"] and capsys.readouterr().err == ""
+    assert json.loads(sidecar.read_text()) == legacy | {"weights_sha256": first["weights_sha256"]}
+
+
+@pytest.mark.parametrize("n_train", [None, 32])  # fresh images every step, or a fixed pool
+def test_training_is_deterministic(tmp_path, n_train):
+    recipe = DomainClipRecipe(image_size=16, steps=3, batch_size=8, n_train=n_train)
+    _, first = load_or_train(recipe, tmp_path / "a")
+    _, second = load_or_train(recipe, tmp_path / "b")
+    assert first["trained_now"] and second["trained_now"]
+    assert second["weights_sha256"] == first["weights_sha256"]
 
 
 @pytest.mark.slow
@@ -84,7 +141,7 @@ def test_clip_score_real_above_shuffled(domain, real):
 def test_score_contract(domain, real):
     fake = generate("heldout", 32, 64, seed=3)  # other resolution: resized to the evaluator's
     out = domain.score(fake.images, fake.captions, real.images)
-    assert set(out) == {"fid", "kid", "clip_score"} and all(isinstance(v, float) for v in out.values())
+    assert set(out) == {"fid", "kid", "clip_score", "cmmd"} and all(isinstance(v, float) for v in out.values())
     assert out == domain.score(fake.images, fake.captions, real.images)  # deterministic
     with pytest.raises(ValueError):
         domain.score(fake.images[:1], fake.captions[:1], real.images)

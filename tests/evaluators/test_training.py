@@ -8,7 +8,8 @@ from PIL import Image
 
 from evaluators.data import load_dataset
 from evaluators.quality import get_quality_evaluator
-from evaluators.training import Budget, evaluate_arch
+from evaluators.memory import TooLargeError
+from evaluators.training import Budget, check_proxy_fits, evaluate_arch, fit_heldout
 from evaluators.training.diffusion import heldout_loss, sample, target, train_scheduler
 from evaluators.training.model import build_proxy_model
 from evaluators.training.text_encoder import TextEncoder, tokenize
@@ -194,7 +195,7 @@ def test_trial_end_to_end_writes_a_labelled_grid(evaluator, tmp_path):
     assert not result.failed and result.steps == 10 and len(reports) == 2
     for key in ("fid", "kid", "clip_score", "val_loss"):
         assert math.isfinite(getattr(result, key))
-    assert set(result.seconds) == {"setup", "train", "val", "sample", "score"}
+    assert set(result.seconds) == {"setup", "train", "val", "val_grid", "sample", "score"}
     assert result.total_seconds >= sum(result.seconds.values()) - 1e-6
     assert result.evaluator["source"] == "domain" and result.proxy_params > 0
     with Image.open(result.sample_grid) as grid:
@@ -208,3 +209,57 @@ def test_trial_end_to_end_writes_a_labelled_grid(evaluator, tmp_path):
 def test_bad_budgets_are_user_errors(changes):
     with pytest.raises(UserError, match="budget"):
         Budget(**changes)
+
+
+def _folder_dataset(root, n=48):
+    """`n` random 16x16 PNGs with distinct captions (4 of the 48 fall in the held-out split) + captions.jsonl."""
+    import json
+
+    import numpy as np
+
+    root.mkdir(parents=True)
+    captions = [f"a {c} {s} at the {p}" for c in ("red", "green", "blue", "yellow")
+                for s in ("circle", "square", "triangle") for p in ("left", "right", "top", "bottom")][:n]
+    rng = np.random.default_rng(0)
+    lines = []
+    for i, caption in enumerate(captions):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(root / f"{i}.png")
+        lines.append(json.dumps({"file": f"{i}.png", "caption": caption}))
+    (root / "captions.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_heldout_defaults_adapt_to_a_small_split_with_a_warning(tmp_path, capsys):
+    budget = Budget(data="folder", data_path=str(_folder_dataset(tmp_path / "d")))
+    fitted = fit_heldout(budget)
+    assert (fitted.n_val, fitted.n_samples, fitted.n_real) == (4, 4, 4)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("nas: warning: the held-out split of ")
+    assert "has 4 images" in err and "--n-real 512" in err and err.rstrip().endswith("using 4")
+    assert fit_heldout(budget, n_val=2, n_real=3) == budget.replace(n_val=2, n_samples=4, n_real=3)
+    with pytest.raises(UserError, match="has 4 images, fewer than --n-real 10$"):
+        fit_heldout(budget, n_real=10)
+    with pytest.raises(UserError, match="budget n_val must be a positive integer"):
+        fit_heldout(budget, n_val=0)
+
+
+def test_synthetic_heldout_split_fits_the_defaults_and_refuses_more(capsys):
+    assert fit_heldout(Budget()) == Budget()
+    assert capsys.readouterr().err == ""
+    with pytest.raises(UserError, match="has 2048 images, fewer than --n-samples 3000, --n-real 4000"):
+        fit_heldout(Budget(), n_samples=3000, n_real=4000)
+
+
+def test_training_split_smaller_than_a_batch_is_refused(tmp_path):
+    budget = Budget(data="folder", data_path=str(_folder_dataset(tmp_path / "d")), batch_size=64, n_val=4,
+                    n_samples=4, n_real=4)
+    with pytest.raises(UserError, match="has 44 images, fewer than one batch"):
+        evaluate_arch(get_preset("mobilediffusion"), budget)
+
+
+def test_too_large_proxy_is_refused_before_anything_is_built():
+    with pytest.raises(TooLargeError, match=r"training the proxy of arch .* more than --max-memory 1.0 MiB"):
+        evaluate_arch(get_preset("mobilediffusion"), tiny_budget(), max_memory=1 << 20)
+    wide = get_preset("mobilediffusion").with_level(0, channels=102_400)
+    with pytest.raises(TooLargeError, match=r"levels\[0\]\.channels 102400"):  # ~75 GiB: built, it would die
+        check_proxy_fits(wide, Budget(), max_memory=32 << 30)

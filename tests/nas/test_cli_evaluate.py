@@ -20,7 +20,7 @@ def test_evaluate_prints_metrics_and_writes_grid_and_record(nas_cli, tmp_path):
     record = json.loads(stdout)
     for key in ("fid", "kid", "clip_score", "val_loss"):
         assert isinstance(record[key], float)
-    assert {"setup", "train", "val", "sample", "score"} == set(record["seconds"])
+    assert {"setup", "train", "val", "val_grid", "sample", "score"} == set(record["seconds"])
     assert record["steps"] == 6 and record["failed"] is False and record["evaluator"]["source"] == "domain"
     with Image.open(record["sample_grid"]) as grid:
         assert grid.format == "PNG"
@@ -45,6 +45,10 @@ def test_evaluate_prints_metrics_and_writes_grid_and_record(nas_cli, tmp_path):
     (["--prediction", "x0"], "budget prediction"),
     (["--threads", "0"], "--threads must be positive"),
     (["--source", "inception"], "unknown --source"),
+    (["--max-memory", "lots"], "--max-memory must be a positive size"),
+    (["--max-memory", "1MiB"], "needs about"),
+    (["--n-real", "5000"], "the held-out split of synthetic has 2048 images, fewer than --n-real 5000"),
+    (["--n-val", "0"], "budget n_val must be a positive integer"),
 ])
 def test_bad_input_is_one_line_exit_2(nas_cli, tmp_path, args, message):
     code, _, stderr = nas_cli("evaluate", "--preset", "mobilediffusion", "--out", tmp_path / "out", *args)
@@ -56,3 +60,16 @@ def test_bad_input_is_one_line_exit_2(nas_cli, tmp_path, args, message):
 def test_needs_exactly_one_architecture(nas_cli):
     code, _, stderr = nas_cli("evaluate", "--steps", "5")
     assert code == 2 and "exactly one of --preset" in stderr
+
+
+def test_a_config_the_proxy_cannot_halve_names_the_users_levels(nas_cli, tmp_path):
+    from search_spaces.presets import get_preset
+
+    config = get_preset("mobilediffusion").to_dict()
+    config["levels"], config["latent_size"] = [config["levels"][0]] * 12, 4096  # valid at full scale
+    path = tmp_path / "twelve.json"
+    path.write_text(json.dumps(config))
+    code, _, stderr = nas_cli("evaluate", "--config", path, "--out", tmp_path / "out")
+    assert code == 2 and len(stderr.strip().splitlines()) == 1
+    assert "levels: 12 levels halve the image 11 times, but the proxy image size 16 (--image-size)" in stderr
+    assert "latent_size" not in stderr and not (tmp_path / "out").exists()
