@@ -34,26 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from evaluators.quality import get_quality_evaluator  # noqa: E402
 from evaluators.training import Budget, evaluate_arch  # noqa: E402
-from nas.ablation.paper_steps import PAPER_PATH  # noqa: E402
-from nas.ablation.step import get_step  # noqa: E402
-from search_spaces.presets import get_preset  # noqa: E402
+from nas.ablation.panels import paper_panel  # noqa: E402
 
 METRICS = ("fid", "kid", "clip_score", "cmmd", "val_loss", "val_loss_grid", "train_loss")
 STAGES = ("setup", "train", "val", "val_grid", "sample", "score")
 COLUMNS = ("label", "arch_id", "budget", "budget_hash", "steps", "seed", "evaluator", "evaluator_sha256", *METRICS,
            *(f"seconds_{s}" for s in STAGES), "seconds_total", "proxy_params", "failed", "failure_reason",
            "threads", "machine", "torch", "finished_at")
-
-
-def paper_panel() -> list[tuple[str, object]]:
-    """sd15, every cumulative step of the paper path (the last one is mobilediffusion), bk_sdm_tiny."""
-    panel = [("sd15", get_preset("sd15"))]
-    config = panel[0][1]
-    for name in PAPER_PATH:
-        config = get_step(name)(config)
-        panel.append((name, config))
-    panel.append(("bk_sdm_tiny", get_preset("bk_sdm_tiny")))
-    return panel
 
 
 def budget_hash(budget: Budget) -> str:
