@@ -52,7 +52,8 @@ def _driver(tmp_path: Path, run_dir: Path, trials: int, steps: int = 8) -> subpr
     script = tmp_path / "drive.py"
     script.write_text(DRIVER.format(root=str(TESTS_DIR.parent), tests=str(TESTS_DIR)))
     return subprocess.Popen([sys.executable, str(script), str(run_dir), str(trials), str(steps)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+                            start_new_session=True)  # its own process group, as a command started from a shell
 
 
 GLOG = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [IWE] \d+ \d+\] \w+\.cc:\d+: ")
@@ -164,7 +165,10 @@ def test_a_signal_mid_trial_interrupts_then_resume_finishes_exactly(tmp_path, se
     run_dir, n = tmp_path / "run", 2
     proc = _driver(tmp_path, run_dir, n, steps=400)
     _wait_running(proc, run_dir)
-    proc.send_signal(sig)
+    if sig == signal.SIGINT:  # Ctrl-C in a terminal: the whole foreground process group gets it
+        os.killpg(proc.pid, sig)
+    else:  # `kill PID`
+        proc.send_signal(sig)
     assert proc.wait(timeout=180) == code
     line = _one_line(proc.stderr.read())
     assert f"interrupted by {sig.name}" in line and "--resume" in line
