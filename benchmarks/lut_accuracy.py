@@ -2,7 +2,8 @@
 
 For each backend: build the LUT of the blocks that N held-out random architectures and the calibration
 presets need (timed), calibrate on the presets, measure the N architectures end to end and compare
-(MAPE, within +-10%, Kendall tau), then predict SD-1.5 and MobileDiffusion and set their latency ratio
+(MAPE, within +-10%, Kendall tau) in two passes beside the measurement's repeatability (see
+`evaluators/latency/validate.py`), then predict SD-1.5 and MobileDiffusion and set their latency ratio
 next to the MACs ratio. Writes one JSON document (and a scatter HTML per backend).
 
     .venv/bin/python benchmarks/lut_accuracy.py --backends cpu onnxruntime --n 30 --image-size 128 \
@@ -65,7 +66,9 @@ def main() -> None:
                                                      args.rounds, args.model_rounds)
         write_json(args.out, results)
         v = results["backends"][backend]["validation"]
-        print(f"{backend}: MAPE {v['mape']:.2f}% within10 {v['within_10pct']:.2f} tau {v['kendall_tau']}", flush=True)
+        print(f"{backend}: MAPE {v['mape']:.2f}% within10 {v['within_10pct']:.2f} tau {v['kendall_tau']}; "
+              f"repeatability within10 {v['repeatability']['within_10pct']:.2f} tau {v['repeatability']['kendall_tau']}",
+              flush=True)
 
 
 if __name__ == "__main__":

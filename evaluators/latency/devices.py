@@ -18,7 +18,7 @@ DEVICES: Registry[Backend | RooflineProfile] = Registry("latency device")
 for _backend in (CpuBackend, CudaBackend, OnnxRuntimeBackend):
     DEVICES.register(_backend.name)(_backend)
 for _name, _profile in PROFILES.items():
-    DEVICES.register(_name)(lambda threads=1, dtype="float32", batch=1, _p=_profile: _p)
+    DEVICES.register(_name)(lambda _p=_profile, **_measurement_options: _p)
 
 
 @dataclass(frozen=True)

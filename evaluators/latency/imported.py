@@ -9,7 +9,10 @@ CSV schema (header row required, UTF-8, comma separated):
   `key` column, `file`: the ONNX file name from the kit's manifest; then `--kit DIR` is required).
 - `latency_ms`: the block's latency in milliseconds, a finite number > 0 (the median of your runs).
 - `std_ms`: optional, >= 0; empty when unknown.
-No other columns, no duplicate blocks. Every problem is reported with its line number.
+- `unit`: optional; if present, `ms` on every row.
+No other columns, no duplicate blocks, no other units: a column such as `latency_us`, a `unit` of `us`, or
+a value such as `850us` is refused with the conversion to make (TFLite's benchmark_model prints
+microseconds). Every problem is reported with its line number.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from pathlib import Path
 
 from evaluators.latency.signature import BlockSignature, SignatureError
@@ -24,15 +28,29 @@ from evaluators.latency.store import Entry
 from nas.errors import UserError
 
 REQUIRED = ("latency_ms",)
-OPTIONAL = ("std_ms",)
+OPTIONAL = ("std_ms", "unit")
 ID_COLUMNS = ("key", "file")
+_UNITS = {"ns": "nanoseconds", "us": "microseconds", "µs": "microseconds", "s": "seconds", "sec": "seconds",
+          "ms": "milliseconds"}
+_UNIT_COLUMN = re.compile(r"^(?:latency|time|median|mean|avg|std)_?(ns|us|µs|s|sec)$", re.IGNORECASE)
+_WITH_UNIT = re.compile(r"^\s*[-+0-9.eE]+\s*([a-zA-Zµ]+)\s*$")
+
+
+def _not_ms(where: str, unit: str) -> UserError:
+    name = _UNITS.get(unit.lower(), unit)
+    return UserError(f"{where}: latencies must be in milliseconds, this gives {name} ({unit}); convert them "
+                     "(us / 1000, s * 1000) into a latency_ms column of plain numbers")
 
 
 def _number(raw: str, where: str, name: str, allow_zero: bool) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise UserError(f"{where}: {name} {raw!r} is not a number") from None
+        unit = _WITH_UNIT.match(raw)
+        if unit and unit.group(1).lower() != "ms":
+            raise _not_ms(where, unit.group(1)) from None
+        raise UserError(f"{where}: {name} {raw!r} is not a number" + (" (give the number without its unit)"
+                                                                     if unit else "")) from None
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         raise UserError(f"{where}: {name} must be a finite number {'>=' if allow_zero else '>'} 0, got {raw!r}")
     return value
@@ -58,6 +76,10 @@ def read_measurements(path: str | Path, files_to_keys: dict[str, str] | None = N
     if not header:
         raise UserError(f"{path}: empty file (expected a header: key,latency_ms[,std_ms])")
     header = [h.strip() for h in header]
+    for column in header:
+        unit = _UNIT_COLUMN.match(column)
+        if unit:
+            raise _not_ms(f"{path}: column {column!r}", unit.group(1))
     ids = [c for c in header if c in ID_COLUMNS]
     unknown = [c for c in header if c not in ID_COLUMNS + REQUIRED + OPTIONAL]
     if len(ids) != 1 or unknown or "latency_ms" not in header or len(set(header)) != len(header):
@@ -84,6 +106,8 @@ def read_measurements(path: str | Path, files_to_keys: dict[str, str] | None = N
             BlockSignature.from_key(key)
         except SignatureError as err:
             raise UserError(f"{where}: {err}") from None
+        if "unit" in col and row[col["unit"]].strip().lower() not in ("ms", "milliseconds"):
+            raise _not_ms(where, row[col["unit"]].strip() or "no unit")
         ms = _number(row[col["latency_ms"]].strip(), where, "latency_ms", allow_zero=False)
         raw_std = row[col["std_ms"]].strip() if "std_ms" in col else ""
         std = _number(raw_std, where, "std_ms", allow_zero=True) if raw_std else math.nan
@@ -93,3 +117,14 @@ def read_measurements(path: str | Path, files_to_keys: dict[str, str] | None = N
     if not out:
         raise UserError(f"{path}: no measurements after the header")
     return out
+
+
+def csv_files(path: str | Path) -> list[str]:
+    """The `file` column of an imported CSV (empty when it identifies blocks by `key`); call after
+    `read_measurements` accepted the file."""
+    rows = list(csv.reader(io.StringIO(Path(path).read_text(encoding="utf-8"))))
+    header = [h.strip() for h in rows[0]]
+    if "file" not in header:
+        return []
+    i = header.index("file")
+    return [row[i].strip() for row in rows[1:] if any(cell.strip() for cell in row)]

@@ -9,19 +9,22 @@
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
+import torch
 
-from evaluators.cost import block_params
+from evaluators.cost import block_macs, block_params
 from evaluators.latency.backends import Backend
 from evaluators.latency.devices import DEVICES, unknown_device
 from evaluators.latency.roofline import RooflineProfile
 from evaluators.latency.signature import BlockSignature, arch_signatures, with_image_size
 from evaluators.latency.store import Entry, Lut, LutStore
 from evaluators.latency.timing import Timing, measure_interleaved
+from evaluators.memory import blocks_memory, check_fits, model_memory, together
 from nas.errors import UserError
 from nas.provenance import versions
 from search_spaces.blocks import arch_blocks
@@ -35,6 +38,10 @@ CALIBRATION_PRESETS = ("sd15", "bk_sdm_tiny", "mobilediffusion")
 # seed, so every LUT calibrates on the same archs; `validate` holds them out of its samples.
 CALIBRATION_SPACE, CALIBRATION_SAMPLES, CALIBRATION_SEED = "unet_mobile", 6, 7919
 CHUNK_BLOCKS = 8  # blocks timed interleaved together (and saved together)
+# nn-Meter's protocol: 10 warm-up runs before timing; capped in time, so a block or model that takes a second
+# warms up once or twice rather than for ten seconds.
+WARMUP_CALLS, WARMUP_SECONDS = 10, 1.0
+DEFAULT_ROUNDS, DEFAULT_MODEL_ROUNDS = 15, 5
 CHUNK_BLOCK_PARAMS = 250_000_000  # weights resident at once while timing blocks (1 GB in fp32)
 CHUNK_MODEL_PARAMS = 1_000_000_000  # weights resident at once while timing whole models (4 GB in fp32)
 
@@ -166,10 +173,10 @@ class ImportedPredictor(Predictor):
 class MeasuredPredictor(Predictor):
     """A LUT measured on this machine by `backend`; missing blocks are measured and stored on demand."""
 
-    def __init__(self, backend: Backend, store: LutStore, image_size: int = 512, rounds: int = 7,
-                 model_rounds: int = 5, replace: bool = False):
+    def __init__(self, backend: Backend, store: LutStore, image_size: int = 512, rounds: int = DEFAULT_ROUNDS,
+                 model_rounds: int = DEFAULT_MODEL_ROUNDS, replace: bool = False, max_memory: int | None = None):
         super().__init__(backend.name, image_size, backend.batch, backend.dtype)
-        self.backend, self.store = backend, store
+        self.backend, self.store, self.max_memory = backend, store, max_memory
         self.layouts = backend.layout_sensitive
         self.rounds, self.model_rounds = rounds, model_rounds
         fingerprint = backend.fingerprint()
@@ -181,8 +188,9 @@ class MeasuredPredictor(Predictor):
         self.lut = lut or Lut(backend.name, "measured", fingerprint, self._conditions())
 
     def _conditions(self) -> dict:
-        return {"rounds": self.rounds, "model_rounds": self.model_rounds, "estimator": "median after MAD outlier "
-                "rejection, interleaved rounds", "allocator": self.backend.allocator, "versions": versions()}
+        return {"rounds": self.rounds, "model_rounds": self.model_rounds, "warmup": f"{WARMUP_CALLS} calls (at most "
+                f"{WARMUP_SECONDS:g} s) per candidate", "estimator": "median after MAD outlier rejection, interleaved "
+                "rounds", "versions": versions()} | self.backend.conditions()
 
     @property
     def path(self):
@@ -201,15 +209,25 @@ class MeasuredPredictor(Predictor):
         return self.measure_blocks(self.missing(configs), progress)
 
     def measure_blocks(self, sigs: Sequence[BlockSignature], progress: Progress | None = None) -> int:
-        """Time `sigs` in interleaved chunks, saving the LUT after each chunk (so builds resume)."""
+        """Time `sigs` in interleaved chunks, saving the LUT after each chunk (so builds resume).
+
+        Raises:
+            TooLargeError: a chunk's estimated memory exceeds the limit (checked before any is measured).
+        """
         sigs = [s for s in sigs if s.key not in self.lut.entries]
+        chunks = _chunks(sigs, lambda s: block_params(s.spec), CHUNK_BLOCKS, CHUNK_BLOCK_PARAMS)
+        if chunks:
+            largest = max((blocks_memory([s.spec for s in chunk], f"timing {len(chunk)} latency-table block(s) on "
+                                         f"{self.device}", self.backend.weight_copies, self.batch,
+                                         self.backend.torch_dtype.itemsize) for chunk in chunks),
+                          key=lambda e: e.total)
+            check_fits(largest, self.max_memory, self.backend.device_type)
         done = 0
-        for chunk in _chunks(sigs, lambda s: block_params(s.spec), CHUNK_BLOCKS,
-                             CHUNK_BLOCK_PARAMS):
+        for chunk in chunks:
             with self.backend.measuring():
                 runners = {s.key: self.backend.block_runner(s) for s in chunk}
-                timings = measure_interleaved(runners, self.rounds, warmup=1, sync=self.backend.sync,
-                                              clock=self.backend.clock)
+                timings = measure_interleaved(runners, self.rounds, warmup=WARMUP_CALLS, sync=self.backend.sync,
+                                              clock=self.backend.clock, warmup_s=WARMUP_SECONDS)
             del runners
             for key, t in timings.items():
                 self.lut.entries[key] = Entry(t.ms, t.std_ms, t.n)
@@ -219,22 +237,44 @@ class MeasuredPredictor(Predictor):
                 progress(done, len(sigs))
         return done
 
-    def measure_models(self, configs: Sequence[ArchConfig], progress: Progress | None = None) -> list[Timing]:
-        """End-to-end latency of each config at this image size, timed interleaved in memory-bounded chunks."""
-        sized = [with_image_size(c, self.image_size) for c in configs]
+    def measure_models(self, configs: Sequence[ArchConfig], progress: Progress | None = None,
+                       seed: int = 0) -> list[Timing]:
+        """End-to-end latency of each config at this image size, timed interleaved in memory-bounded chunks
+        (`seed`: of the per-round shuffles; every call builds fresh model instances).
+
+        Raises:
+            TooLargeError: a chunk's estimated memory exceeds the limit (checked before any is built).
+        """
         out: dict[int, Timing] = {}
-        indexed = list(enumerate(sized))
-        for chunk in _chunks(indexed, lambda ic: sum(block_params(s) for _, s in arch_blocks(ic[1])), len(indexed),
-                             CHUNK_MODEL_PARAMS):
+        self.check_models_fit(configs)
+        for chunk in self._model_chunks(configs):
             with self.backend.measuring():
                 runners = {str(i): self.backend.model_runner(c) for i, c in chunk}
-                timings = measure_interleaved(runners, self.model_rounds, warmup=1, sync=self.backend.sync,
-                                              clock=self.backend.clock)
+                timings = measure_interleaved(runners, self.model_rounds, warmup=WARMUP_CALLS, sync=self.backend.sync,
+                                              seed=seed, clock=self.backend.clock, warmup_s=WARMUP_SECONDS)
             del runners
             out.update({int(i): t for i, t in timings.items()})
             if progress:
-                progress(len(out), len(sized))
-        return [out[i] for i in range(len(sized))]
+                progress(len(out), len(configs))
+        return [out[i] for i in range(len(configs))]
+
+    def _model_chunks(self, configs: Sequence[ArchConfig]) -> list[list[tuple[int, ArchConfig]]]:
+        """(index, config at this image size) groups timed together: at most CHUNK_MODEL_PARAMS resident."""
+        indexed = list(enumerate(with_image_size(c, self.image_size) for c in configs))
+        return _chunks(indexed, lambda ic: sum(block_params(s) for _, s in arch_blocks(ic[1])), len(indexed),
+                       CHUNK_MODEL_PARAMS)
+
+    def check_models_fit(self, configs: Sequence[ArchConfig]) -> None:
+        """Refuse whole-UNet timings of `configs` that would not fit in memory, before anything is measured.
+
+        Raises:
+            TooLargeError: a chunk's estimated memory exceeds `max_memory` or the available memory.
+        """
+        for chunk in self._model_chunks(configs):
+            check_fits(together([model_memory(c, f"arch {c.arch_id}", self.backend.weight_copies, self.batch,
+                                              self.backend.torch_dtype.itemsize) for _, c in chunk],
+                                f"timing arch {', '.join(c.arch_id for _, c in chunk)} end to end on {self.device} "
+                                f"at {self.image_size}px"), self.max_memory, self.backend.device_type)
 
     @staticmethod
     def calibration_configs() -> list[ArchConfig]:
@@ -244,9 +284,34 @@ class MeasuredPredictor(Predictor):
         return [get_preset(name) for name in CALIBRATION_PRESETS] + get_space(CALIBRATION_SPACE).sample_random(
             CALIBRATION_SAMPLES, CALIBRATION_SEED)
 
+    def seconds_estimate(self, configs: Sequence[ArchConfig]) -> float | None:
+        """Expected seconds to time `configs` end to end after measuring their missing blocks: every block
+        and model is built once (its weights initialised at the speed of a short probe on this machine),
+        warmed up and timed for `rounds` (blocks) or `model_rounds` (models) samples at this table's speed:
+        stored blocks at their latency, missing ones at the median milliseconds per MAC of the stored
+        blocks. CPU time: a busy machine takes longer. None for an empty table (no speed to go by)."""
+        per_mac = [e.ms / macs for key, e in self.lut.entries.items()
+                   if (macs := block_macs(BlockSignature.from_key(key).spec)[0]) > 0]
+        if not per_mac:
+            return None
+        rate = float(np.median(per_mac))
+
+        def ms(sig: BlockSignature) -> float:
+            entry = self.lut.entries.get(sig.key)
+            return entry.ms if entry else rate * block_macs(sig.spec, sig.batch)[0]
+
+        sigs = [self.signatures(c) for c in configs]
+        missing = {sig.key: sig for arch in sigs for _, sig in arch if sig.key not in self.lut.entries}
+        run_ms = sum(_timing_ms(ms(sig), self.rounds) for sig in missing.values()) + sum(
+            _timing_ms(sum(ms(sig) for _, sig in arch), self.model_rounds) for arch in sigs)
+        params = sum(block_params(sig.spec) for sig in missing.values()) + sum(
+            block_params(sig.spec) for arch in sigs for _, sig in arch)
+        return run_ms / 1000 + params * _init_seconds_per_param(self.backend.device_type)
+
     def calibrate(self, configs: Sequence[ArchConfig] | None = None, progress: Progress | None = None) -> Calibration:
         """Fit and store the end-to-end overhead of this image size (default: the calibration presets)."""
         configs = list(configs) if configs else self.calibration_configs()
+        self.check_models_fit(configs)  # before minutes of block measurements
         self.ensure(configs)
         measured = self.measure_models(configs, progress)
         points = []
@@ -277,6 +342,27 @@ class MeasuredPredictor(Predictor):
         return (calibration.overhead(block_sum), True) if calibration else (0.0, False)
 
 
+INIT_PROBE = 1 << 22  # weights initialised to time this machine's initialisation speed
+SAMPLE_MS = 20.0  # `measure_interleaved` repeats a call within one sample until it lasts about this long
+
+
+def _timing_ms(ms: float, rounds: int) -> float:
+    """Milliseconds `measure_interleaved` spends on a candidate that runs in `ms`: warm-up, one probe call,
+    then `rounds` samples of at least SAMPLE_MS."""
+    return min(WARMUP_CALLS * ms, WARMUP_SECONDS * 1000 + ms) + ms + rounds * max(ms, SAMPLE_MS)
+
+
+def _init_seconds_per_param(device: str) -> float:
+    """Seconds to initialise one weight as `materialize` does (N(0, 0.02) from a seeded generator)."""
+    probe = torch.empty(INIT_PROBE, device=device)
+    generator = torch.Generator(device=device).manual_seed(0)
+    start = time.perf_counter()
+    probe.normal_(0.0, 0.02, generator=generator)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / INIT_PROBE
+
+
 def _chunks(items: list, size_of: Callable, max_items: int, max_size: int) -> list[list]:
     """Consecutive groups of at most `max_items` items whose sizes add up to at most `max_size` (>= 1 item)."""
     out, current, total = [], [], 0
@@ -291,8 +377,9 @@ def _chunks(items: list, size_of: Callable, max_items: int, max_size: int) -> li
 
 
 def get_predictor(device: str, lut_dir: str | None = None, image_size: int = 512, threads: int = 1,
-                  dtype: str = "float32", batch: int = 1, rounds: int = 7, model_rounds: int = 5,
-                  replace: bool = False) -> Predictor:
+                  dtype: str | None = None, batch: int = 1, rounds: int = DEFAULT_ROUNDS,
+                  model_rounds: int = DEFAULT_MODEL_ROUNDS, replace: bool = False, max_memory: int | None = None,
+                  capture: str | None = None) -> Predictor:
     """The latency predictor of a device.
 
     Args:
@@ -301,11 +388,15 @@ def get_predictor(device: str, lut_dir: str | None = None, image_size: int = 512
         lut_dir: the LUT directory (default `$NAS_LUT_DIR` or the user cache directory).
         image_size: image side in pixels; blocks are measured at its latent size (image_size // 8).
         threads: intra-op threads of measured CPU backends (part of the device fingerprint).
-        dtype: dtype of measured blocks (`float32`; `float16`/`bfloat16` on cuda).
+        dtype: dtype of measured blocks (default: the backend's, `float32` on cpu/onnxruntime, `float16` on
+            cuda as deployed; part of the fingerprint).
         batch: batch of the timed forward passes.
         rounds: interleaved timing rounds per block; model_rounds: per end-to-end measurement.
         replace: start a measured device's LUT afresh, ignoring (and, at the first save, replacing) the
-            stored one; the way to rebuild after the fingerprint changed.
+            stored one; the way to rebuild after the fingerprint changed (or a corrupt file).
+        max_memory: bytes a measured device may allocate for the blocks or models it times (None: what is
+            available); a larger estimate raises TooLargeError before anything is built.
+        capture: how a torch backend runs what it times: `eager`, or `graph` (CUDA graphs; cuda's default).
 
     Raises:
         UnknownNameError: an unknown device name (the message lists the known ones).
@@ -315,11 +406,11 @@ def get_predictor(device: str, lut_dir: str | None = None, image_size: int = 512
     if image_size < 8 or image_size % 8:
         raise UserError(f"--image-size must be a positive multiple of 8, got {image_size}")
     if device in DEVICES:
-        target = DEVICES.create(device, threads=threads, dtype=dtype, batch=batch)
+        target = DEVICES.create(device, threads=threads, dtype=dtype, batch=batch, capture=capture)
         if isinstance(target, RooflineProfile):
             return RooflinePredictor(target, image_size, batch)
-        return MeasuredPredictor(target, store, image_size, rounds, model_rounds, replace)
+        return MeasuredPredictor(target, store, image_size, rounds, model_rounds, replace, max_memory)
     lut = store.load(device)
     if lut is None:
         raise unknown_device(device, store)
-    return ImportedPredictor(lut, image_size, batch, dtype)
+    return ImportedPredictor(lut, image_size, batch, dtype or "float32")

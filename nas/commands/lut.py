@@ -13,13 +13,16 @@ from rich.table import Table
 
 from evaluators.latency import LutStore, MeasuredPredictor, RooflinePredictor, get_predictor, list_devices
 from evaluators.latency.devices import DEVICES
-from evaluators.latency.imported import read_measurements
-from evaluators.latency.kit import check_fits, read_manifest, write_kit
+from evaluators.latency.imported import csv_files, read_measurements
+from evaluators.latency.kit import check_fits, kit_blocks, read_manifest, resolve_formats, write_kit
 from evaluators.latency.signature import BlockSignature, space_signatures
 from evaluators.latency.store import Lut, check_device_name
+from evaluators.latency.predictor import DEFAULT_ROUNDS
+from evaluators.latency.record import save_record
 from evaluators.latency.validate import held_out_sample, run_validation, write_scatter
+from evaluators.memory import parse_size
 from nas.arch_input import resolve_arch
-from nas.console import console, err_console, print_json
+from nas.console import console, err_console, print_json, warn
 from nas.errors import UserError
 from nas.provenance import provenance
 from search_spaces.config import ArchConfig
@@ -33,17 +36,25 @@ DEVICE_HELP = "Device: cpu, cuda, onnxruntime, a roofline phone (estimate), or a
 LutDir = typer.Option(None, "--lut-dir", help="LUT directory (default: $NAS_LUT_DIR or the user cache).")
 ImageSize = typer.Option(512, "--image-size", help="Image side in pixels; latents are image_size // 8.")
 Threads = typer.Option(1, "--threads", help="Intra-op threads of measured CPU backends (part of the fingerprint).")
-Rounds = typer.Option(7, "--rounds", help="Interleaved timing rounds per block (median after outlier rejection).")
+Rounds = typer.Option(DEFAULT_ROUNDS, "--rounds", help="Interleaved timing rounds per block, after 10 warm-up runs "
+                      "(median after outlier rejection).")
+Capture = typer.Option(None, "--capture", help="How torch runs what it times: graph (CUDA graphs; cuda's default) or "
+                       "eager (cpu's only mode). Part of the fingerprint.")
+Dtype = typer.Option(None, "--dtype", help="float32 (cpu, onnxruntime default), float16 (cuda default, as deployed) "
+                     "or bfloat16. Part of the fingerprint.")
 Space = typer.Option("unet_mobile", "--space", help="Search space.")
 Json = typer.Option(False, "--json", help="Print one JSON object.")
+MaxMemory = typer.Option(None, "--max-memory", help="Refuse to build blocks or whole UNets whose estimated memory "
+                         "exceeds this (e.g. 8GiB; default: the available memory).")
 
 
 @contextlib.contextmanager
 def _progress(label: str) -> Iterator:
-    """A rich progress bar with ETA on stderr; yields a (done, total) callback."""
+    """A rich progress bar with ETA on stderr (a terminal only: logs get the summary lines); yields a
+    (done, total) callback."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("ETA"), TimeRemainingColumn())
-    with Progress(*columns, console=err_console, transient=False) as bar:
+    with Progress(*columns, console=err_console, transient=False, disable=not err_console.is_terminal) as bar:
         task = bar.add_task(label, total=None)
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
@@ -63,9 +74,24 @@ def _selection(space: str, sample: int, seed: int, preset: Optional[str], config
     return None, f"every block of {space}"
 
 
+def _announce(predictor: MeasuredPredictor, what: str, configs: list[ArchConfig]) -> None:
+    """One line on stderr before minutes of end-to-end timing: what, how many whole-UNet timings, how long
+    (after refusing models too large for the memory: a refusal comes first, alone)."""
+    predictor.check_models_fit(configs)
+    seconds = predictor.seconds_estimate(configs)
+    took = "time unknown (no measured block to go by)" if seconds is None else (
+        f"about {seconds / 60:.0f} min" if seconds >= 90 else f"about {seconds:.0f} s") + (
+        " of compute (estimated from this table's speed; longer on a busy machine)")
+    err_console.print(f"{what}: {len(configs)} whole-UNet timings at {predictor.image_size}px, {took}",
+                      soft_wrap=True, markup=False)
+
+
 def _measured(device: str, lut_dir: Optional[Path], image_size: int, threads: int, rounds: int,
-              replace: bool = False) -> MeasuredPredictor:
-    predictor = get_predictor(device, lut_dir, image_size, threads=threads, rounds=rounds, replace=replace)
+              replace: bool = False, max_memory: Optional[str] = None, capture: Optional[str] = None,
+              dtype: Optional[str] = None) -> MeasuredPredictor:
+    predictor = get_predictor(device, lut_dir, image_size, threads=threads, rounds=rounds, replace=replace,
+                              max_memory=None if max_memory is None else parse_size(max_memory), capture=capture,
+                              dtype=dtype)
     if not isinstance(predictor, MeasuredPredictor):
         raise UserError(f"device {device!r} is not measured on this machine (measured: cpu, cuda, onnxruntime)")
     return predictor
@@ -81,10 +107,15 @@ def build(device: str = typer.Option(..., "--device", help="cpu, cuda or onnxrun
                                          help="Fit the end-to-end overhead on the calibration archs (presets + a fixed random sample)."),
           threads: int = Threads, rounds: int = Rounds, lut_dir: Optional[Path] = LutDir,
           replace: bool = typer.Option(False, "--replace", help="Start afresh, replacing a stored LUT "
-                                       "(needed when it was measured on another fingerprint)."),
+                                       "(needed when it was measured on another fingerprint, or is corrupt)."),
+          max_memory: Optional[str] = MaxMemory, capture: Optional[str] = Capture, dtype: Optional[str] = Dtype,
           json_out: bool = Json) -> None:
-    """Measure every block (of the space, or of some archs) on a device; interrupted builds resume."""
-    predictor = _measured(device, lut_dir, image_size, threads, rounds, replace)
+    """Measure every block (of the space, or of some archs) on a device; interrupted builds resume.
+
+    With --calibrate (the default) and no calibration stored for this image size, it then times the
+    calibration architectures end to end; the line before says how many and for about how long.
+    """
+    predictor = _measured(device, lut_dir, image_size, threads, rounds, replace, max_memory, capture, dtype)
     configs, label = _selection(space, sample, seed, preset, config)
     sigs = space_signatures(space, image_size, layouts=predictor.layouts) if configs is None else list(
         {s.key: s for c in configs for _, s in predictor.signatures(c)}.values())
@@ -95,6 +126,7 @@ def build(device: str = typer.Option(..., "--device", help="cpu, cuda or onnxrun
             measured = predictor.measure_blocks(todo, tick)
         cal = None
         if calibrate and predictor.calibration() is None:
+            _announce(predictor, "end-to-end calibration", predictor.calibration_configs())
             with _progress(f"{device}: end-to-end calibration") as tick:
                 predictor.calibrate(progress=tick)
         cal = predictor.calibration()
@@ -171,17 +203,27 @@ def predict(device: str = typer.Option(..., "--device", help=DEVICE_HELP),
             preset: Optional[str] = typer.Option(None, "--preset", help="A preset name."),
             config: Optional[Path] = typer.Option(None, "--config", help="An ArchConfig JSON file."),
             image_size: int = ImageSize, threads: int = Threads, lut_dir: Optional[Path] = LutDir,
-            json_out: bool = Json) -> None:
+            calibrate: bool = typer.Option(False, "--calibrate", help="Measured devices whose table has no "
+                                           "calibration at this image size: fit it first (times 9 architectures "
+                                           "end to end, minutes; the estimate is printed before it starts). "
+                                           "Without it such a prediction is the sum of blocks, labelled "
+                                           "uncalibrated."),
+            max_memory: Optional[str] = MaxMemory, json_out: bool = Json) -> None:
     """Predicted latency of one UNet step: total and per block (measures missing blocks on measured devices)."""
     arch, label = resolve_arch(preset, config)
-    predictor = get_predictor(device, lut_dir, image_size, threads=threads)
+    predictor = get_predictor(device, lut_dir, image_size, threads=threads,
+                              max_memory=None if max_memory is None else parse_size(max_memory))
     if isinstance(predictor, MeasuredPredictor):
         with _progress(f"{device}: measuring missing blocks") as tick:
             predictor.ensure([arch], tick)
-        if predictor.calibration() is None:
+        if predictor.calibration() is None and calibrate:
+            _announce(predictor, "end-to-end calibration", predictor.calibration_configs())
             with _progress(f"{device}: end-to-end calibration (once per image size)") as tick:
                 predictor.calibrate(progress=tick)
-    result = predictor.predict(arch)
+        elif predictor.calibration() is None:
+            warn(f"{predictor.path} has no end-to-end calibration at {image_size}px: this prediction is the sum of "
+                 "blocks (pass --calibrate to fit one)")
+    result = predictor.predict(arch, calibrate=False)
     out = result.to_dict() | {"source": label, "arch_id": arch.arch_id, "image_size": image_size}
     if json_out:
         print_json(out)
@@ -200,26 +242,51 @@ def validate(device: str = typer.Option(..., "--device", help="cpu, cuda or onnx
              seed: int = typer.Option(0, "--seed", help="Sampling seed."), space: str = Space,
              image_size: int = ImageSize, threads: int = Threads, rounds: int = Rounds,
              out: Optional[Path] = typer.Option(None, "--out", help="Scatter HTML (default: in the LUT dir)."),
-             lut_dir: Optional[Path] = LutDir, json_out: bool = Json) -> None:
-    """Measure N sampled archs end to end and compare with the LUT: MAPE, within +-10%, Kendall tau."""
+             lut_dir: Optional[Path] = LutDir, max_memory: Optional[str] = MaxMemory,
+             capture: Optional[str] = Capture, dtype: Optional[str] = Dtype,
+             inmodel: bool = typer.Option(True, "--inmodel/--no-inmodel", help="Also time every block inside whole "
+                                          "forwards and score that source (torch backends)."),
+             json_out: bool = Json) -> None:
+    """Measure N sampled archs end to end in two passes; score the LUT against each pass and their mean,
+    beside the measurement's own repeatability (pass 2 vs pass 1). The result is stored beside the LUT.
+
+    A table without calibration at this image size is calibrated first (9 more architectures end to end);
+    the line before the measurements says how many architectures and for about how long.
+    """
     if n < 2:
         raise UserError(f"--n must be >= 2 (Kendall tau needs two architectures), got {n}")
-    predictor = _measured(device, lut_dir, image_size, threads, rounds)
+    predictor = _measured(device, lut_dir, image_size, threads, rounds, max_memory=max_memory, capture=capture,
+                          dtype=dtype)
     configs = held_out_sample(space, n, seed)
+    _announce(predictor, "validation (two passes)" if predictor.calibration() else "calibration and validation "
+              "(two passes)", configs * 2 + ([] if predictor.calibration() else predictor.calibration_configs()))
     start = time.perf_counter()
     with _progress(f"{device}: blocks, calibration, end-to-end runs") as tick:
-        info = run_validation(predictor, configs, tick)
+        info = run_validation(predictor, configs, tick, inmodel=inmodel)
     html = write_scatter(info, out or predictor.store.dir / f"validate-{device}-{image_size}px-n{n}-seed{seed}.html")
-    result = info.to_dict() | {"seed": seed, "html": str(html), "lut": str(predictor.path),
-                               "seconds": time.perf_counter() - start,
+    seconds = time.perf_counter() - start
+    record = save_record(predictor, info, seed=seed, seconds=seconds, load_average=list(_load_average()))
+    result = info.to_dict() | {"seed": seed, "html": str(html), "lut": str(predictor.path), "record": str(record),
+                               "seconds": seconds, "load_average": list(_load_average()),
                                "provenance": provenance(device=device, threads=threads)}
     if json_out:
         print_json(result)
         return
     tau = "n/a" if info.kendall_tau is None else f"{info.kendall_tau:.3f}"
     console.print(f"{device} at {image_size}px, {info.n} archs (seed {seed}): MAPE {info.mape:.2f}%, "
-                  f"within 10%: {info.within_10pct:.0%}, Kendall tau: {tau}")
-    console.print(f"wrote {html}; LUT {predictor.path}")
+                  f"within 10%: {info.within_10pct:.0%}, Kendall tau: {tau} (isolated blocks vs the mean of two passes)")
+    console.print(info.summary(), soft_wrap=True, markup=False)
+    console.print(f"wrote {html} and {record}; LUT {predictor.path}")
+
+
+def _load_average() -> tuple[float, ...]:
+    """The OS's 1/5/15-minute load averages (empty where the OS has none): a timing's context."""
+    import os
+
+    try:
+        return os.getloadavg()
+    except (AttributeError, OSError):
+        return ()
 
 
 def kit(space: str = Space, out: Path = typer.Option(..., "--out", help="Kit directory to write."),
@@ -228,8 +295,13 @@ def kit(space: str = Space, out: Path = typer.Option(..., "--out", help="Kit dir
         seed: int = typer.Option(0, "--seed", help="Seed of --sample."),
         preset: Optional[str] = typer.Option(None, "--preset", help="Only the blocks of this preset."),
         config: Optional[Path] = typer.Option(None, "--config", help="Only the blocks of this ArchConfig JSON."),
+        formats: Optional[str] = typer.Option(None, "--formats", help="Phone formats besides ONNX, comma "
+                                              "separated: coreml, tflite (default: every installed converter; "
+                                              "the others are listed with the reason)."),
         json_out: bool = Json) -> None:
-    """Write every distinct block as an ONNX file plus a manifest, for a phone benchmark tool."""
+    """Write every distinct block as ONNX plus the phones' formats (Core ML, LiteRT/TFLite) where the
+    converters handle it, a manifest, timing instructions (TIMING.md) and the CSV templates `nas lut import`
+    reads. Blocks a converter cannot handle are listed with its reason."""
     configs, label = _selection(space, sample, seed, preset, config)
     if configs is None:
         sigs = space_signatures(space, image_size)
@@ -237,18 +309,30 @@ def kit(space: str = Space, out: Path = typer.Option(..., "--out", help="Kit dir
         from evaluators.latency.signature import arch_signatures, with_image_size
         sigs = sorted({s.key: s for c in configs for _, s in arch_signatures(with_image_size(c, image_size))}.values(),
                       key=lambda s: s.key)
-    check_fits(sigs, out)
-    with _progress("exporting ONNX blocks") as tick:
-        result = write_kit(sigs, out, image_size, tick)
+    requested = None if formats is None else [f.strip() for f in formats.split(",")]
+    names, unavailable = resolve_formats(requested)
+    check_fits(sigs, out, [f for f in names if not unavailable[f]])
+    with _progress(f"exporting blocks (ONNX{''.join(', ' + f for f in names if not unavailable[f])})") as tick:
+        result = write_kit(sigs, out, image_size, tick, requested)
     summary = {"kit": str(out), "manifest": str(result.manifest), "blocks": len(sigs), "written": result.written,
-               "kept": result.kept, "bytes_estimate": result.bytes_estimate, "selection": label}
+               "kept": result.kept, "bytes_estimate": result.bytes_estimate, "selection": label,
+               "formats": result.formats, "not_converted": list(result.not_converted),
+               "instructions": str(out / "TIMING.md")}
     if json_out:
         print_json(summary)
         return
+    for name, stats in result.formats.items():
+        if stats["unavailable"]:
+            err_console.print(f"{name}: not written: {stats['unavailable']}", soft_wrap=True, markup=False)
+        else:
+            console.print(f"{name}: wrote {stats['written']}, kept {stats['kept']}, could not convert {stats['failed']}")
+    for miss in result.not_converted:
+        err_console.print(f"{miss['format']} cannot convert {miss['file']} ({miss['kind']}): {miss['reason']}",
+                          soft_wrap=True, markup=False)
     console.print(f"{len(sigs)} blocks of {label} at {image_size}px: wrote {result.written} ONNX files, kept "
                   f"{result.kept} (~{result.bytes_estimate / 1e9:.2f} GB) in {out}/blocks")
-    console.print(f"wrote {result.manifest} and {out / 'measurements_template.csv'}: fill latency_ms on the "
-                  f"device, then `nas lut import FILE --device NAME --kit {out}`")
+    console.print(f"wrote {result.manifest}, {out / 'TIMING.md'} and the measurements_*template.csv files: "
+                  f"time the blocks on the phone as TIMING.md says, then `nas lut import FILE --device NAME --kit {out}`")
 
 
 def import_(file: Path = typer.Argument(..., help="CSV: key|file,latency_ms[,std_ms] (see the kit manifest)."),
@@ -267,14 +351,22 @@ def import_(file: Path = typer.Argument(..., help="CSV: key|file,latency_ms[,std
     manifest = read_manifest(kit_dir) if kit_dir else None
     entries = read_measurements(file, manifest)
     if manifest is not None:
-        missing = sorted(set(manifest.values()) - set(entries))
+        listed = csv_files(file)
+        expected = kit_blocks(kit_dir, listed) if listed else set(manifest.values())  # the CSV's format's blocks
+        missing = sorted(expected - set(entries))
         if missing:
-            files = [f for f, k in manifest.items() if k in set(missing)]
-            raise UserError(f"{file} misses {len(missing)} of the kit's {len(manifest)} blocks "
+            suffixes = {Path(f).suffix for f in listed} or {".onnx"}
+            files = [f for f, k in manifest.items() if k in set(missing) and Path(f).suffix in suffixes]
+            raise UserError(f"{file} misses {len(missing)} of the kit's {len(expected)} blocks "
                             f"({', '.join(sorted(files)[:3])}{', ...' if len(files) > 3 else ''})")
     store = LutStore(lut_dir)
     fp = {"device": device, "description": fingerprint or device}
-    lut = store.load(device)
+    try:
+        lut = store.load(device)
+    except UserError:
+        if not replace:
+            raise
+        lut = None  # a corrupt stored LUT is replaced on request
     if lut is not None and lut.fingerprint != fp and not replace:
         raise UserError(f"{store.path(device)} holds measurements of fingerprint {lut.fingerprint}; "
                         "pass --replace to overwrite it, or import under another --device name")

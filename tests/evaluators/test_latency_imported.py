@@ -58,3 +58,23 @@ def test_bad_files(tmp_path, keys, text, match):
 def test_unreadable_file(tmp_path):
     with pytest.raises(UserError, match="cannot read"):
         read_measurements(tmp_path / "absent.csv")
+
+
+@pytest.mark.parametrize("text,unit", [
+    ("key,latency_us\n{k},850\n", "microseconds"),
+    ("file,latency_s\nb0.onnx,0.85\n", "seconds"),
+    ("key,latency_ms,unit\n{k},850,us\n", "microseconds"),
+    ("key,latency_ms\n{k},850us\n", "microseconds"),
+    ("key,latency_ms\n{k},0.85 s\n", "seconds"),
+])
+def test_units_other_than_milliseconds_are_refused(tmp_path, keys, text, unit):
+    with pytest.raises(UserError, match=f"must be in milliseconds, this gives {unit}") as err:
+        read_measurements(_write(tmp_path, text.replace("{k}", keys[0])), {"b0.onnx": keys[0]})
+    assert "\n" not in str(err.value)
+
+
+def test_milliseconds_spelled_out_are_accepted_or_explained(tmp_path, keys):
+    out = read_measurements(_write(tmp_path, f"key,latency_ms,unit\n{keys[0]},2.5,ms\n"))
+    assert out[keys[0]].ms == 2.5
+    with pytest.raises(UserError, match="without its unit"):
+        read_measurements(_write(tmp_path, f"key,latency_ms\n{keys[0]},2.5ms\n"))

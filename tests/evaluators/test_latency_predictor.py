@@ -11,6 +11,7 @@ from evaluators.latency.predictor import (
 from evaluators.latency.signature import arch_signatures, with_image_size
 from evaluators.latency.store import Entry, Lut
 from evaluators.latency.validate import held_out_sample, run_validation, write_scatter
+from evaluators.memory import TooLargeError
 from nas.errors import UserError
 from search_spaces.presets import get_preset
 from search_spaces.registry import UnknownNameError
@@ -99,7 +100,7 @@ def test_calibrated_prediction_tracks_end_to_end_measurement(lut_dir, tiny_varia
     assert len(cal.points) == 3
     assert predictor.predict(tiny_variants[0], calibrate=False).calibrated
     held_out = [tiny_variants[0].replace(ff_mult=3), tiny_variants[0].replace(ff_activation="swish", ff_mult=2)]
-    info = run_validation(predictor, held_out)
+    info = run_validation(predictor, held_out, calibration_configs=tiny_variants)
     assert info.n == 2 and info.mape < 60  # loose: tiny models on a shared machine; benchmarks hold the real bar
     html = write_scatter(info, tmp_path / "v.html")
     assert "plotly" in html.read_text()[:5000].lower()
@@ -153,3 +154,27 @@ def test_bad_image_size_and_threads(lut_dir):
         get_predictor("cpu", image_size=100)
     with pytest.raises(UserError, match="threads"):
         get_predictor("cpu", threads=0)
+
+
+def test_time_estimate_of_end_to_end_timing(lut_dir, tiny, tiny_variants):
+    predictor = _cpu()
+    assert predictor.seconds_estimate([tiny]) is None  # an empty table has no speed to go by
+    predictor.ensure([tiny])
+    stored = sum(predictor.lut.entries[s.key].ms for _, s in predictor.signatures(tiny))
+    runs = stored * (predictor.model_rounds + 1) / 1000
+    estimate = predictor.seconds_estimate([tiny])
+    assert runs < estimate < runs + 1  # plus initialising ~0.1 M weights
+    assert predictor.seconds_estimate(tiny_variants) > estimate  # more models, and blocks to measure first
+
+
+def test_blocks_and_models_too_large_for_the_memory_limit_are_refused_before_building(lut_dir, tiny):
+    predictor = _cpu(max_memory=64 << 10)
+    with pytest.raises(TooLargeError, match=r"timing \d+ latency-table block\(s\) on cpu needs about .* more than "
+                                            r"--max-memory 64.0 KiB; the largest block is a \w+ block \([\d >-]+ channels"):
+        predictor.ensure([tiny])
+    with pytest.raises(TooLargeError, match=f"timing arch {tiny.arch_id} end to end on cpu at 64px"):
+        predictor.measure_models([tiny])
+    assert not (lut_dir / "cpu.parquet").exists()
+    wide = get_preset("mobilediffusion").with_level(0, channels=102_400)
+    with pytest.raises(TooLargeError, match="a resnet block \\(204800 -> 102400 channels"):  # 1.3 TiB per block
+        get_predictor("cpu", image_size=64).ensure([wide])

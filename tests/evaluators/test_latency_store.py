@@ -1,5 +1,6 @@
 """The LUT store: round trip, atomic writes, corrupt files, fingerprints."""
 
+import json
 import math
 
 import pyarrow as pa
@@ -55,7 +56,7 @@ def _set_ms(table, values):
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "no_meta", "bad_column", "negative", "nan",
-                                    "duplicate", "bad_key", "other_device"])
+                                    "duplicate", "bad_key", "other_device", "edited", "future_schema"])
 def test_corrupt_files_raise_user_error_and_stay_untouched(tmp_path, tiny, damage):
     store = LutStore(tmp_path)
     path = store.save(_lut(tiny))
@@ -78,10 +79,29 @@ def test_corrupt_files_raise_user_error_and_stay_untouched(tmp_path, tiny, damag
     elif damage == "other_device":
         path.rename(tmp_path / "onnxruntime.parquet")
         path = tmp_path / "onnxruntime.parquet"
+    elif damage == "edited":  # still valid Parquet and plausible values: only the checksum can tell
+        _rewrite(path, lambda t: _set_ms(t, [v * 1.01 for v in t.column("ms").to_pylist()]))
+    elif damage == "future_schema":
+        _rewrite(path, lambda t: t.replace_schema_metadata(
+            {META_KEY: json.dumps(json.loads(t.schema.metadata[META_KEY]) | {"schema_version": 99})}))
     before = path.read_bytes()
-    with pytest.raises(UserError, match="corrupt"):
+    with pytest.raises(UserError, match="corrupt") as err:
         store.load(path.stem)
+    message = str(err.value)
+    assert message.startswith(f"LUT file {path} is corrupt: ") and message.endswith("or delete it.")
+    assert f"nas lut build --device {path.stem} --replace" in message and "\n" not in message
     assert path.read_bytes() == before
+
+
+def test_checksum_is_stored_and_a_version_1_file_without_one_still_loads(tmp_path, tiny):
+    store = LutStore(tmp_path)
+    lut = _lut(tiny)
+    path = store.save(lut)
+    meta = json.loads(pq.read_table(path).schema.metadata[META_KEY])
+    assert meta["schema_version"] == 2 and len(meta["entries_sha256"]) == 64
+    old = {k: v for k, v in meta.items() if k != "entries_sha256"} | {"schema_version": 1}
+    _rewrite(path, lambda t: t.replace_schema_metadata({META_KEY: json.dumps(old)}))
+    assert store.load("cpu").entries == lut.entries
 
 
 def test_lut_of_another_fingerprint_is_refused_then_replaced_on_request(lut_dir, tiny):

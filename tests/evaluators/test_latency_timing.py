@@ -27,3 +27,23 @@ def test_thread_clock_ignores_contention_and_orders_real_calls():
     assert timings["short"].n + timings["short"].rejected == 5
     wall = measure_interleaved(calls, rounds=3, warmup=0, min_sample_s=0.01, clock="wall")
     assert wall["short"].ms >= 2.0 and wall["long"].ms >= 8.0  # wall time includes waiting for the core
+
+
+def test_warm_up_runs_the_calls_it_is_given_unless_time_runs_out():
+    from evaluators.latency.timing import warm_up
+
+    calls = []
+    warm_up(lambda: calls.append(1), 10, max_s=60.0, sync=lambda: None)
+    assert len(calls) == 10
+    slow = []
+    warm_up(lambda: (slow.append(1), _spin(30.0)), 10, max_s=0.05, sync=lambda: None)
+    assert 1 <= len(slow) < 10  # a slow candidate warms up for about max_s, not ten calls
+
+
+def test_unknown_clock_is_refused():
+    import pytest
+
+    from evaluators.latency.timing import make_timer
+
+    with pytest.raises(ValueError, match="cuda_event"):
+        make_timer("sundial")

@@ -218,3 +218,33 @@ def test_fingerprint_mismatch_is_refused(capsys, lut_dir, tiny_json):
     code, out, _ = run(capsys, "lut", "show", "--device", "cpu", "--json")
     assert code == 0 and json.loads(out)["fingerprint_matches"] is False
     assert path.read_bytes() == before
+
+
+def test_predict_on_a_fresh_table_says_it_is_uncalibrated_instead_of_calibrating(capsys, lut_dir, tiny_json):
+    code, out, err = run(capsys, "lut", "predict", "--device", "cpu", "--config", str(tiny_json), "--image-size",
+                         "64", "--json")
+    assert code == 0 and json.loads(out)["calibrated"] is False
+    assert err.splitlines() == [f"nas: warning: {lut_dir / 'cpu.parquet'} has no end-to-end calibration at 64px: "
+                                "this prediction is the sum of blocks (pass --calibrate to fit one)"]
+    assert LutStore(lut_dir).load("cpu").calibration == {}  # no end-to-end timing happened
+    code, out, _ = run(capsys, "lut", "predict", "--help")
+    assert code == 0 and "--calibrate" in out and "9 architectures" in " ".join(out.split())
+
+
+def test_max_memory_refuses_blocks_before_measuring(capsys, lut_dir, tiny_json):
+    code, _, err = run(capsys, "lut", "predict", "--device", "cpu", "--config", str(tiny_json), "--image-size", "64",
+                       "--max-memory", "1KiB")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "needs about" in err and "more than --max-memory 1.0 KiB; the largest block is a " in err
+    assert not (lut_dir / "cpu.parquet").exists()
+    for command in ("build", "validate"):
+        code, _, err = run(capsys, "lut", command, "--device", "cpu", "--max-memory", "lots")
+        assert code == 2 and "--max-memory must be a positive size" in err and len(err.strip().splitlines()) == 1
+
+
+def test_calibration_too_large_for_the_memory_is_refused_before_it_is_announced(capsys, lut_dir, tiny_json):
+    code, _, err = run(capsys, "lut", "predict", "--device", "cpu", "--config", str(tiny_json), "--image-size", "64",
+                       "--calibrate", "--max-memory", "1GiB")
+    assert code == 2 and len(err.strip().splitlines()) == 1  # no announcement before the refusal
+    assert "end to end on cpu at 64px needs about" in err and "more than --max-memory 1.0 GiB" in err
+    assert LutStore(lut_dir).load("cpu").calibration == {}
