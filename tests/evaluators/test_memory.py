@@ -85,8 +85,8 @@ def test_check_fits_refuses_over_the_limit_in_one_line():
 
 
 PEAK = """
-import json, resource, sys
-import torch
+import json, sys, threading, time
+import psutil, torch
 torch.set_num_threads(1)
 from evaluators.training.budget import Budget
 from evaluators.training.diffusion import sample, train_scheduler
@@ -102,13 +102,22 @@ ids = tokenize(["a red circle above a blue square"] * 64, proxy.context_len)
 uncond = tokenize([""], proxy.context_len)[0]
 images = torch.randn(64, 3, budget.image_size, budget.image_size)
 scheduler = train_scheduler(budget.prediction, budget.beta_schedule)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+process = psutil.Process()
+before, peak, done = process.memory_info().rss, [0], threading.Event()
+def watch():  # the current resident set, sampled: ru_maxrss would count the imports' own peak
+    while not done.is_set():
+        peak[0] = max(peak[0], process.memory_info().rss)
+        time.sleep(0.002)
+watcher = threading.Thread(target=watch)
+watcher.start()
 model = build_proxy_model(proxy, ids, 0)
 train(model, scheduler, images, ids, uncond, budget, 0)
 model.eval()
 sample(model, scheduler, ids, uncond, kind="dpm", steps=1, cfg_scale=3.0, batch_size=64,
        image_shape=(3, budget.image_size, budget.image_size), generator=torch.Generator().manual_seed(0))
-print(json.dumps((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024))
+done.set()
+watcher.join()
+print(json.dumps(max(peak[0], process.memory_info().rss) - before))
 """
 
 
