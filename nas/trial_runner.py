@@ -23,6 +23,8 @@ from evaluators.memory import TooLargeError
 from evaluators.training import Budget, evaluate_arch
 from evaluators.training.rungs import Intermediate
 from evaluators.training.train import TrainState
+from evaluators.latency import latency_budget_warning, validation_on_record
+from nas.console import warn
 from nas.io import write_json
 from nas.objectives import LATENCY, QUALITY
 from nas.run_folder import RunFolder
@@ -212,7 +214,14 @@ def prepare(settings: TrialSettings, configs: list[ArchConfig], progress=None) -
         predictor.ensure(configs, progress=progress)
         prediction = predictor.predict(configs[0], calibrate=settings.calibrate) if configs else None
         lut = getattr(predictor, "lut", None)
+        record = validation_on_record(predictor)
         info["latency"] = dict(device=settings.latency_device, image_size=settings.image_size,
                                estimate=predictor.estimate, calibrated=bool(prediction and prediction.calibrated),
-                               fingerprint=getattr(lut, "fingerprint", None))
+                               fingerprint=getattr(lut, "fingerprint", None),
+                               validation=None if record is None else {k: record.get(k) for k in (
+                                   "summary", "repeatability", "at_repeatability_limit")})
+        if settings.latency_budget_ms is not None:  # absolute milliseconds matter: say once if untrusted
+            warning = latency_budget_warning(predictor)
+            if warning:
+                warn(warning)
     return info

@@ -102,7 +102,7 @@ def _measure_kit(kit_dir) -> dict[str, float]:
 @pytest.mark.slow
 def test_kit_then_import_round_trip(capsys, lut_dir, tiny_json, tmp_path):
     kit_dir = tmp_path / "kit"
-    code, out, _ = run(capsys, "lut", "kit", "--config", str(tiny_json), "--image-size", "64", "--out", str(kit_dir),
+    code, out, _ = run(capsys, "lut", "kit", "--config", str(tiny_json), "--image-size", "64", "--formats", "", "--out", str(kit_dir),
                        "--json")
     summary = json.loads(out)
     assert code == 0 and summary["written"] == summary["blocks"] > 0
@@ -122,7 +122,7 @@ def test_kit_then_import_round_trip(capsys, lut_dir, tiny_json, tmp_path):
     by_key = {b["key"]: timings[b["file"]] for b in manifest["blocks"]}
     assert data["latency_ms"] == pytest.approx(sum(by_key[b["key"]] for b in data["blocks"]), rel=1e-6)
     assert data["estimate"] is False
-    code, out, _ = run(capsys, "lut", "kit", "--config", str(tiny_json), "--image-size", "64", "--out", str(kit_dir),
+    code, out, _ = run(capsys, "lut", "kit", "--config", str(tiny_json), "--image-size", "64", "--formats", "", "--out", str(kit_dir),
                        "--json")
     assert json.loads(out)["kept"] == summary["blocks"]  # a rerun resumes: nothing is exported twice
 
@@ -161,7 +161,7 @@ def test_bad_imports_exit_2_and_leave_the_stored_lut(capsys, lut_dir, tmp_path, 
 
 def test_import_missing_kit_blocks_and_builtin_names(capsys, lut_dir, tiny_json, tmp_path):
     kit_dir = tmp_path / "kit"
-    assert run(capsys, "lut", "kit", "--config", str(tiny_json), "--image-size", "64", "--out", str(kit_dir))[0] == 0
+    assert run(capsys, "lut", "kit", "--config", str(tiny_json), "--image-size", "64", "--formats", "", "--out", str(kit_dir))[0] == 0
     files = [b["file"] for b in json.loads((kit_dir / "manifest.json").read_text())["blocks"]]
     csv = tmp_path / "partial.csv"
     csv.write_text("file,latency_ms\n" + "".join(f"{f},1.0\n" for f in files[1:]))
