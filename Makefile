@@ -26,4 +26,5 @@ demo: install
 	HF_HUB_OFFLINE=1 tools/loopback.sh $(BIN)/nas search --space unet_mobile
 
 test: install system-deps
+	$(BIN)/lint-imports --no-cache
 	HF_HUB_OFFLINE=1 tools/loopback.sh $(BIN)/python -m pytest -q

@@ -20,11 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.provenance import cpu_model, versions  # noqa: E402
 from evaluators.cost import analytic_cost  # noqa: E402
 from evaluators.latency import get_predictor  # noqa: E402
 from nas.ablation import PAPER_PATH, get_step  # noqa: E402
 from nas.ablation.paper_steps import resnet_blocks  # noqa: E402
-from nas.provenance import cpu_model, versions  # noqa: E402
 from search_spaces.presets import get_preset  # noqa: E402
 
 # step -> (params, latency) direction the paper reports: "fall", "same" or None (not reported).

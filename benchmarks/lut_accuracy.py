@@ -16,12 +16,12 @@ import argparse
 import time
 from pathlib import Path
 
+from core.io import write_json
+from core.provenance import cpu_model, provenance
 from evaluators.cost import analytic_cost
 from evaluators.latency import get_predictor
 from evaluators.latency.signature import with_image_size
 from evaluators.latency.validate import held_out_sample, run_validation, write_scatter
-from nas.io import write_json
-from nas.provenance import cpu_model, provenance
 from search_spaces.presets import get_preset
 
 

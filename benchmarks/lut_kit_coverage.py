@@ -18,10 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from core.io import write_json
+from core.provenance import provenance
 from evaluators.latency.kit import resolve_formats, write_kit
 from evaluators.latency.signature import arch_signatures, with_image_size
-from nas.io import write_json
-from nas.provenance import provenance
 from search_spaces.presets import get_preset
 from search_spaces.space import get_space
 

@@ -25,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.provenance import cpu_model  # noqa: E402
 from evaluators.data import load_dataset  # noqa: E402
 from evaluators.quality import get_quality_evaluator  # noqa: E402
 from evaluators.training import Budget, evaluate_arch  # noqa: E402
@@ -32,7 +33,6 @@ from evaluators.training.diffusion import sample, train_scheduler  # noqa: E402
 from evaluators.training.model import build_proxy_model  # noqa: E402
 from evaluators.training.text_encoder import tokenize  # noqa: E402
 from evaluators.training.train import train  # noqa: E402
-from nas.provenance import cpu_model  # noqa: E402
 from search_spaces.presets import get_preset  # noqa: E402
 from search_spaces.proxy import to_proxy  # noqa: E402
 

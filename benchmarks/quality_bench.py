@@ -14,11 +14,11 @@ import time
 
 import torch
 
+from core.io import write_text
+from core.provenance import cpu_model
 from evaluators.data.synthetic import generate
 from evaluators.quality import get_quality_evaluator
 from evaluators.quality.check import MILD_BLUR, check_evaluator
-from nas.io import write_text
-from nas.provenance import cpu_model
 
 
 def _gen_seconds(image_size: int, n: int) -> float:

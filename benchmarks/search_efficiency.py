@@ -42,15 +42,15 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from optuna._hypervolume import compute_hypervolume  # noqa: E402  (Optuna's exact WFG/2-D implementation)
+
+from core.provenance import provenance  # noqa: E402
 from evaluators.cost import analytic_cost  # noqa: E402
 from evaluators.latency import get_predictor  # noqa: E402
-from nas.provenance import provenance  # noqa: E402
 from nas.samplers import make_sampler  # noqa: E402
 from search_spaces.config import ArchConfig  # noqa: E402
 from search_spaces.presets import get_preset  # noqa: E402
 from search_spaces.space import SearchSpace, get_space  # noqa: E402
-
-from optuna._hypervolume import compute_hypervolume  # noqa: E402  (Optuna's exact WFG/2-D implementation)
 
 SPACE = "unet_mobile"
 DEVICE = "iphone15pro"

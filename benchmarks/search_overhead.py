@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from nas.run_folder import RunFolder
+from core.run_folder import RunFolder
 
 STAGES = ("seconds_train", "seconds_sample", "seconds_score", "seconds_latency")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from nas.run_folder import RunFolder  # noqa: E402
+from core.run_folder import RunFolder  # noqa: E402
 
 
 def record(number: int) -> dict:

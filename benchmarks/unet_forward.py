@@ -16,9 +16,12 @@ import time
 import torch
 from diffusers import UNet2DConditionModel
 
+from core.provenance import provenance
 from evaluators.cost import analytic_cost
-from nas.provenance import provenance
-from search_spaces.diffusers_compat import convert_diffusers_state_dict, to_diffusers_config
+from search_spaces.diffusers_compat import (
+    convert_diffusers_state_dict,
+    to_diffusers_config,
+)
 from search_spaces.presets import get_preset
 from search_spaces.space import get_space
 from search_spaces.unet import build_unet

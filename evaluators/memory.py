@@ -21,8 +21,8 @@ from typing import Iterable
 
 import psutil
 
+from core.errors import UserError
 from evaluators.cost import activation_bytes, block_params, block_working_elements
-from nas.errors import UserError
 from search_spaces.blocks import BlockSpec, arch_blocks, part_of
 from search_spaces.config import ArchConfig
 

@@ -9,7 +9,7 @@ from typing import Callable
 
 import typer
 
-from nas.errors import USER_ERRORS
+from core.errors import UserError
 from nas.interrupt import Interrupted
 
 # Command modules, in `nas --help` order. A module registers its commands on the root app.
@@ -40,7 +40,7 @@ def run_guarded(fn: Callable[[], object]) -> None:
     an interrupted run is one line and 130 (SIGINT) or 143 (SIGTERM)."""
     try:
         fn()
-    except USER_ERRORS as exc:
+    except UserError as exc:
         print(f"nas: error: {exc}", file=sys.stderr)
         sys.exit(2)
     except Interrupted as exc:  # the run settled what it could and says how to resume

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from nas.run_folder import RunFolder
+from core.run_folder import RunFolder
 from nas.trial_runner import TrialSettings, run_trial
 from search_spaces.config import ArchConfig
 

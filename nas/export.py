@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import UserError
+from core.io import write_json
+from core.provenance import provenance
 from evaluators.memory import check_fits, model_memory
-from nas.errors import UserError
-from nas.io import write_json
-from nas.provenance import provenance
 from reports.pareto import pick_trial
 from reports.run_data import RunData, load_run
 from search_spaces.config import ArchConfig

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.errors import UserError
 from core.metrics import ALIASES, METRICS, names
-from nas.errors import UserError
 
 METRIC_DIRECTIONS = {n: m.direction for n, m in METRICS.items()}
 QUALITY = frozenset(names("quality"))  # need a proxy training

@@ -19,8 +19,8 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from nas.errors import UserError
-from nas.io import write_json
+from core.errors import UserError
+from core.io import write_json
 
 LOCK_FILE = ".driver.lock"
 HOLDER_FILE = ".driver.json"

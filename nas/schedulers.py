@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from core.errors import UserError
 from core.metrics import get_metric
-from nas.errors import UserError
 
 SCHEDULERS = ("none", "asha")
 INTERMEDIATE = ("val_loss", "val_loss_grid")  # objectives with a signal at intermediate budgets (held-out loss)

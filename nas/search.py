@@ -29,13 +29,13 @@ from typing import Any, Callable
 
 import optuna
 
-from nas.errors import UserError
-from nas.fidelity_record import on_record
+from core.errors import UserError
+from core.fidelity_record import on_record
+from core.provenance import provenance
+from core.run_folder import FORMAT_VERSION, STUDY_FILE, RunFolder
 from nas.heartbeat import DRIVER_ATTR, Heartbeat, heartbeat_storage, stale_trial_ids
 from nas.interrupt import Interrupted, SignalGuard
 from nas.objectives import Objective
-from nas.provenance import provenance
-from nas.run_folder import FORMAT_VERSION, STUDY_FILE, RunFolder
 from nas.run_lock import HOLDER_FILE, LOCK_FILE, RunLock, driver_id
 from nas.samplers import make_sampler
 from nas.schedulers import Rungs, make_scheduler, validate_rungs

@@ -17,17 +17,17 @@ from typing import Any, Callable
 
 import torch
 
+from core.console import warn
+from core.io import write_json
 from core.metrics import names
+from core.run_folder import RunFolder
 from evaluators.cost import analytic_cost
+from evaluators.latency import latency_budget_warning, validation_on_record
 from evaluators.memory import TooLargeError
 from evaluators.training import Budget, evaluate_arch
 from evaluators.training.rungs import Intermediate
 from evaluators.training.train import TrainState
-from evaluators.latency import latency_budget_warning, validation_on_record
-from nas.console import warn
-from nas.io import write_json
 from nas.objectives import LATENCY, QUALITY
-from nas.run_folder import RunFolder
 from search_spaces.config import ArchConfig
 
 QUALITY_KEYS = names("quality")
@@ -190,7 +190,9 @@ def _predictor(settings: TrialSettings):
 
 
 def _evaluator(settings: TrialSettings):
-    from evaluators.quality import get_quality_evaluator  # memoised per process by the factory
+    from evaluators.quality import (
+        get_quality_evaluator,  # memoised per process by the factory
+    )
 
     return get_quality_evaluator("domain", image_size=settings.budget.image_size, device=settings.device,
                                  **settings.evaluator_recipe)

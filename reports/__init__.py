@@ -12,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nas.errors import UserError
-from nas.io import write_text
-from nas.run_folder import RunFolder
+from core.errors import UserError
+from core.io import write_text
+from core.run_folder import RunFolder
 
 if TYPE_CHECKING:  # the report modules import Plotly: only when a report is built
     from reports.layout import Report

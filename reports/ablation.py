@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from core.errors import UserError
 from core.metrics import names
-from nas.errors import UserError
-from nas.run_folder import METRIC_DIRECTIONS, RunFolder
+from core.run_folder import METRIC_DIRECTIONS, RunFolder
 from reports.run_parts import SampleGrid, first_seed_grids, provenance_rows
 from reports.seed_spread import verdict
 

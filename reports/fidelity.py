@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import pandas as pd
 from scipy import stats
 
+from core.errors import UserError
 from core.metrics import METRICS, names
-from nas.errors import UserError
-from nas.run_folder import RunFolder
+from core.run_folder import RunFolder
 from reports.run_parts import provenance_rows
 from reports.seed_spread import SINGLE, WITHIN, verdict
 

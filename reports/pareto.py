@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from nas.errors import UserError
+from core.errors import UserError
 from reports.run_data import Objective, RunData
 
 PICKS = ("knee", "min-latency", "min-fid", "max-clip")

@@ -10,7 +10,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from nas.errors import UserError
+from core.errors import UserError
 
 NO_BROWSER = ("PNG export needs a Chrome/Chromium binary for kaleido and none was found: install one "
               "(Debian: apt-get install -y chromium) or point BROWSER_PATH at it")

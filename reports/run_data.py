@@ -10,9 +10,9 @@ from typing import Any
 import optuna
 import pandas as pd
 
+from core.errors import UserError
 from core.metrics import METRICS
-from nas.errors import UserError
-from nas.run_folder import METRIC_DIRECTIONS, RunFolder
+from core.run_folder import METRIC_DIRECTIONS, RunFolder
 
 KINDS = ("search", "ablation", "fidelity")  # manifest "kind" of the run folders (a search writes none)
 METRIC_LABELS = {n: m.label for n, m in METRICS.items()}

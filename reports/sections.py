@@ -15,14 +15,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 # Optuna's WFG hypervolume: its public `plot_hypervolume_history` only returns a figure (no values to test)
 # and wants a reference point in raw units, so the history is computed here on normalised values.
 from optuna._hypervolume import compute_hypervolume
 
-from core.metrics import get_metric
-from nas.fidelity_record import summary as fidelity_summary
-from nas.run_folder import METRIC_DIRECTIONS
-from nas.objectives import QUALITY
+from core.fidelity_record import summary as fidelity_summary
+from core.metrics import METRICS, get_metric
+from core.run_folder import METRIC_DIRECTIONS
 from reports.ablation import AblationInfo, ablation_infos
 from reports.designs import DesignTableInfo, ParallelInfo, design_table, parallel_info
 from reports.importance import ImportanceSection, importance_section
@@ -150,7 +150,7 @@ def pareto_info(data: RunData) -> ParetoInfo:
     rows = [ParetoRow(int(n), str(r["arch_id"]), str(r.get("preset") or ""), design_summary(str(r["config_json"])),
                       {m: _value(r, m) for m in TABLE_METRICS}, int(n) == knee_number) for n, r in front.iterrows()]
     source = "optuna study.best_trials" if data.study is not None else "trials table"
-    quality = [METRIC_LABELS[o.name] for o in data.objectives if o.name in QUALITY]
+    quality = [METRIC_LABELS[o.name] for o in data.objectives if METRICS[o.name].needs_training]
     spread = (f"Each trial was trained once (seed {data.manifest.get('seed', 'not recorded')}): no seed spread was "
               f"measured, so differences in {', '.join(quality)} between these designs are not qualified by seed "
               "spread (single seed); `nas ablate --seeds K` measures it for chosen designs.") if quality else ""

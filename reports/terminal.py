@@ -19,7 +19,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from nas.run_folder import RunFolder
+from core.run_folder import RunFolder
 
 FINISHED = ("COMPLETE", "FAIL", "INFEASIBLE", "PRUNED")
 PREPARE_EVERY = 30.0  # seconds between latency-table heartbeat lines

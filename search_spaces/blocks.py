@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from search_spaces.config import ArchConfig
 from search_spaces import modules as m
+from search_spaces.config import ArchConfig
 
 BLOCK_KINDS = ("conv_in", "time_embed", "resnet", "transformer", "downsample", "upsample", "conv_out")
 

@@ -13,12 +13,14 @@ import types
 import typing
 from dataclasses import dataclass, field
 
+from search_spaces.errors import UserError
+
 ATTENTION_KINDS = ("none", "cross", "self", "self_cross")
 ATTN_ACTIVATIONS = ("softmax", "relu")
 FF_ACTIVATIONS = ("gelu", "swish")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config that cannot describe a buildable UNet; the message names the offending field."""
 
 

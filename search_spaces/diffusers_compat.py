@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from search_spaces.config import ArchConfig
+from search_spaces.errors import UserError
 
 # diffusers key fragment -> our key fragment (applied in order; everything else is named identically)
 _KEY_MAP = (
@@ -21,7 +22,7 @@ _KEY_MAP = (
 )
 
 
-class ConversionError(ValueError):
+class ConversionError(UserError, ValueError):
     """Weights that do not fit the target architecture; the message names the keys."""
 
 

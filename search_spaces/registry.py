@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Callable, Generic, TypeVar
 
+from search_spaces.errors import UserError
+
 T = TypeVar("T")
 
 
-class UnknownNameError(KeyError):
+class UnknownNameError(UserError, KeyError):
     """An unknown registry name; the message lists the known ones."""
 
     def __str__(self) -> str:  # KeyError would quote the message

@@ -15,6 +15,7 @@ import optuna
 
 from search_spaces.blocks import BlockSpec
 from search_spaces.config import ArchConfig
+from search_spaces.errors import UserError
 from search_spaces.registry import Registry
 
 SPACES: Registry["SearchSpace"] = Registry("search space")
@@ -30,7 +31,7 @@ class Dimension:
     condition: str = ""  # when the dimension is active (empty: always)
 
 
-class NotInSpaceError(ValueError):
+class NotInSpaceError(UserError, ValueError):
     """A config the space cannot produce; the message names the first mismatching dimension."""
 
 

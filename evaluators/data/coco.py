@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from core.errors import UserError
 from evaluators.data.dataset import CaptionedImages
 from evaluators.data.images import collect
 from evaluators.data.split import in_split
-from nas.errors import UserError
 
 
 def _annotation_file(path: Path) -> Path:

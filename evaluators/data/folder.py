@@ -7,10 +7,10 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from core.errors import UserError
 from evaluators.data.dataset import CaptionedImages
 from evaluators.data.images import collect
 from evaluators.data.split import in_split
-from nas.errors import UserError
 
 CAPTION_FILES = ("captions.jsonl", "captions.csv")  # looked for when the path is a folder
 COLUMNS = ("file", "caption")

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from nas.errors import UserError
+from core.errors import UserError
 
 
 def read_image(path: Path, image_size: int) -> torch.Tensor | None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from core.errors import UserError
 from evaluators.data.coco import load_coco
 from evaluators.data.dataset import CaptionedImages
 from evaluators.data.folder import load_folder
 from evaluators.data.synthetic import SPLITS, generate
-from nas.errors import UserError
 
 KINDS = ("synthetic", "folder", "coco")
 SYNTHETIC_DEFAULT_N = {"train": 20000, "heldout": 2048}  # images generated when n is None

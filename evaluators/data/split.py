@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from nas.errors import UserError
+from core.errors import UserError
 
 HELDOUT_PERCENT = 10  # share of groups held out
 SPLITS = ("train", "heldout")

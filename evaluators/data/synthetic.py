@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.errors import UserError
 from evaluators.data.dataset import CaptionedImages
-from nas.errors import UserError
 
 VERSION = 2  # bump when the drawing or the caption set changes (it keys the domain CLIP cache)
 SHAPES = ("circle", "square", "triangle")

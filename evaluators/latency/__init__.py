@@ -16,11 +16,21 @@ phone measurement kit (ONNX, Core ML, LiteRT), `inmodel` for blocks timed inside
 
 from evaluators.latency.devices import DEVICES, DeviceInfo, list_devices
 from evaluators.latency.predictor import (
-    BlockLatency, Calibration, ImportedPredictor, LatencyPrediction, MeasuredPredictor, Predictor,
-    RooflinePredictor, get_predictor,
+    BlockLatency,
+    Calibration,
+    ImportedPredictor,
+    LatencyPrediction,
+    MeasuredPredictor,
+    Predictor,
+    RooflinePredictor,
+    get_predictor,
 )
 from evaluators.latency.record import latency_budget_warning, validation_on_record
-from evaluators.latency.signature import BlockSignature, arch_signatures, space_signatures
+from evaluators.latency.signature import (
+    BlockSignature,
+    arch_signatures,
+    space_signatures,
+)
 from evaluators.latency.store import LutStore, default_lut_dir
 
 __all__ = [

@@ -27,10 +27,10 @@ from typing import Callable
 import torch
 from torch import nn
 
+from core.errors import UserError
+from core.provenance import cpu_model
 from evaluators.latency import onnx_export
 from evaluators.latency.signature import BlockSignature
-from nas.errors import UserError
-from nas.provenance import cpu_model
 from search_spaces.blocks import block_inputs, build_block
 from search_spaces.config import ArchConfig
 from search_spaces.unet import build_unet

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from evaluators.latency.backends import Backend, CpuBackend, CudaBackend, OnnxRuntimeBackend
+from evaluators.latency.backends import (
+    Backend,
+    CpuBackend,
+    CudaBackend,
+    OnnxRuntimeBackend,
+)
 from evaluators.latency.roofline import PROFILES, RooflineProfile
 from evaluators.latency.store import LutStore
 from search_spaces.registry import Registry, UnknownNameError

@@ -23,9 +23,9 @@ import math
 import re
 from pathlib import Path
 
+from core.errors import UserError
 from evaluators.latency.signature import BlockSignature, SignatureError
 from evaluators.latency.store import Entry
-from nas.errors import UserError
 
 REQUIRED = ("latency_ms",)
 OPTIONAL = ("std_ms", "unit")

@@ -23,11 +23,11 @@ from typing import Callable, Sequence
 
 import torch
 
+from core.errors import UserError
+from core.io import write_json
 from evaluators.latency.signature import BlockSignature
 from evaluators.latency.store import Entry, LutStore
 from evaluators.latency.timing import CLOCKS, warm_up
-from nas.errors import UserError
-from nas.io import write_json
 from search_spaces.blocks import arch_blocks
 from search_spaces.config import ArchConfig
 

@@ -25,15 +25,15 @@ from typing import Sequence
 
 import torch
 
+from core.errors import UserError
+from core.io import atomic_path, write_json, write_text
+from core.provenance import provenance
 from evaluators.cost import block_macs, block_params
 from evaluators.latency import imported, onnx_export
 from evaluators.latency.backends import materialize
 from evaluators.latency.phone import FORMATS, failure_reason
 from evaluators.latency.predictor import Progress
 from evaluators.latency.signature import BlockSignature, SignatureError
-from nas.errors import UserError
-from nas.io import atomic_path, write_json, write_text
-from nas.provenance import provenance
 from search_spaces.blocks import block_inputs, build_block
 
 MANIFEST = "manifest.json"

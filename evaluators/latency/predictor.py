@@ -17,16 +17,20 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
+from core.errors import UserError
+from core.provenance import versions
 from evaluators.cost import block_macs, block_params
 from evaluators.latency.backends import Backend
 from evaluators.latency.devices import DEVICES, unknown_device
 from evaluators.latency.roofline import RooflineProfile
-from evaluators.latency.signature import BlockSignature, arch_signatures, with_image_size
+from evaluators.latency.signature import (
+    BlockSignature,
+    arch_signatures,
+    with_image_size,
+)
 from evaluators.latency.store import Entry, Lut, LutStore
 from evaluators.latency.timing import Timing, measure_interleaved
 from evaluators.memory import blocks_memory, check_fits, model_memory, together
-from nas.errors import UserError
-from nas.provenance import versions
 from search_spaces.blocks import arch_blocks
 from search_spaces.config import ArchConfig
 from search_spaces.presets import get_preset

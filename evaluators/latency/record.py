@@ -15,10 +15,15 @@ import statistics
 from dataclasses import asdict
 from pathlib import Path
 
-from evaluators.latency.predictor import ImportedPredictor, MeasuredPredictor, Predictor, RooflinePredictor
+from core.io import write_json
+from core.provenance import provenance
+from evaluators.latency.predictor import (
+    ImportedPredictor,
+    MeasuredPredictor,
+    Predictor,
+    RooflinePredictor,
+)
 from evaluators.latency.validate import ValidationInfo
-from nas.io import write_json
-from nas.provenance import provenance
 
 SCHEMA = "nas-lut-validation/1"
 

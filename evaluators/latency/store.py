@@ -29,9 +29,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core.errors import UserError
+from core.io import atomic_path
 from evaluators.latency.signature import BlockSignature, SignatureError
-from nas.errors import UserError
-from nas.io import atomic_path
 
 LUT_DIR_ENV = "NAS_LUT_DIR"
 SCHEMA_VERSION = 2  # 2: the metadata holds `entries_sha256`, checked on load

@@ -24,7 +24,6 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
-
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "thread": time.thread_time}
 TIMERS = (*CLOCKS, "cuda_event")
 

@@ -24,11 +24,21 @@ from typing import Sequence
 
 import numpy as np
 
-from evaluators.latency.inmodel import InModelTable, load_table, profile_model, save_table
-from evaluators.latency.predictor import Calibration, MeasuredPredictor, Progress
-from evaluators.latency.predictor import WARMUP_CALLS, WARMUP_SECONDS
+from core.io import atomic_path
+from evaluators.latency.inmodel import (
+    InModelTable,
+    load_table,
+    profile_model,
+    save_table,
+)
+from evaluators.latency.predictor import (
+    WARMUP_CALLS,
+    WARMUP_SECONDS,
+    Calibration,
+    MeasuredPredictor,
+    Progress,
+)
 from evaluators.latency.signature import with_image_size
-from nas.io import atomic_path
 from search_spaces.config import ArchConfig
 
 SOURCES = ("isolated", "inmodel")

@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from nas.errors import UserError
-from nas.io import atomic_path
-
-CACHE_ENV = "NAS_CACHE_DIR"
-CACHE_NAME = "mobile-diffusion-nas"
-
-
-def cache_dir(override: str | os.PathLike | None = None) -> Path:
-    """The cache folder: `override`, else $NAS_CACHE_DIR, else $XDG_CACHE_HOME or ~/.cache, + CACHE_NAME."""
-    if override is not None:
-        return Path(override).expanduser()
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / CACHE_NAME
+from core.cache import CACHE_ENV, CACHE_NAME, cache_dir  # noqa: F401  (re-exported)
+from core.errors import UserError
+from core.io import atomic_path
 
 
 def save_weights(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:

@@ -9,12 +9,18 @@ from pathlib import Path
 import open_clip
 import torch
 
+from core.console import warn
+from core.errors import UserError
+from core.io import write_json
 from evaluators.quality.cache import cache_dir, load_weights, save_weights, sha256
-from evaluators.quality.domain_clip import DomainClipRecipe, Progress, build_model, tokenize, train
+from evaluators.quality.domain_clip import (
+    DomainClipRecipe,
+    Progress,
+    build_model,
+    tokenize,
+    train,
+)
 from evaluators.quality.evaluator import QualityEvaluator
-from nas.console import warn
-from nas.errors import UserError
-from nas.io import write_json
 
 SUBDIR = "domain_clip"
 LEGACY = object()  # a sidecar written before checksums (no "weights_sha256"): checked by loading, then upgraded

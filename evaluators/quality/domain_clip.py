@@ -21,9 +21,9 @@ import open_clip
 import torch
 from open_clip.loss import ClipLoss
 
+from core.errors import UserError
 from evaluators.data.synthetic import VERSION as DATA_VERSION
 from evaluators.data.synthetic import all_captions, generate, sample_scene_ids, swapped
-from nas.errors import UserError
 
 CODE_VERSION = 3  # bump when the training loop changes in a way the recipe does not show
 BPE_VOCAB = 49408  # open_clip's bundled BPE vocabulary

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from core.errors import UserError
 from evaluators.quality.domain import domain_evaluator
 from evaluators.quality.evaluator import QualityEvaluator
 from evaluators.quality.standard import standard_evaluator
-from nas.errors import UserError
 
 SOURCES = ("domain", "standard")
 _MEMO: dict[str, QualityEvaluator] = {}

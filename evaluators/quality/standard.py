@@ -23,10 +23,10 @@ from cleanfid.downloads_helper import inception_url
 from cleanfid.resize import make_resizer
 from huggingface_hub import try_to_load_from_cache
 
+from core.errors import UserError
+from core.io import atomic_path
 from evaluators.quality.cache import cache_dir
 from evaluators.quality.evaluator import QualityEvaluator
-from nas.errors import UserError
-from nas.io import atomic_path
 
 INCEPTION_FILE = "inception-2015-12-05.pt"  # clean-fid's TorchScript Inception (2048-d pool features)
 INCEPTION_ENV = "NAS_INCEPTION_WEIGHTS"  # a local copy of INCEPTION_FILE

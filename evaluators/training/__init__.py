@@ -4,6 +4,11 @@ The search calls `evaluate_arch(config, budget, seed)` once per trial and gets a
 """
 
 from evaluators.training.budget import Budget
-from evaluators.training.trial import TrialResult, check_proxy_fits, evaluate_arch, fit_heldout
+from evaluators.training.trial import (
+    TrialResult,
+    check_proxy_fits,
+    evaluate_arch,
+    fit_heldout,
+)
 
 __all__ = ["Budget", "TrialResult", "check_proxy_fits", "evaluate_arch", "fit_heldout"]

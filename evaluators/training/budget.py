@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from nas.errors import UserError
+from core.errors import UserError
 from search_spaces.proxy import ProxyScale
 
 PREDICTIONS = ("epsilon", "v_prediction")

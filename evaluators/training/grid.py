@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from nas.io import atomic_path
+from core.io import atomic_path
 
 
 def to_pil(image: torch.Tensor, side: int) -> Image.Image:

@@ -12,18 +12,23 @@ from typing import Any, Callable
 
 import torch
 
+from core.console import warn
+from core.errors import UserError
 from evaluators.data import CaptionedImages, load_dataset
 from evaluators.memory import check_fits, training_memory
 from evaluators.quality import get_quality_evaluator
 from evaluators.training.budget import Budget
-from evaluators.training.diffusion import heldout_loss, heldout_loss_grid, sample, train_scheduler
+from evaluators.training.diffusion import (
+    heldout_loss,
+    heldout_loss_grid,
+    sample,
+    train_scheduler,
+)
 from evaluators.training.grid import write_grid
 from evaluators.training.model import build_proxy_model
-from evaluators.training.text_encoder import tokenize
 from evaluators.training.rungs import Intermediate, train_in_rungs
+from evaluators.training.text_encoder import tokenize
 from evaluators.training.train import train
-from nas.console import warn
-from nas.errors import UserError
 from search_spaces.config import ArchConfig
 from search_spaces.proxy import to_proxy
 

@@ -4,7 +4,13 @@ from nas.ablation.paper_steps import PAPER_PATH
 from nas.ablation.patch import load_patch_steps, patch_step
 from nas.ablation.plan import MODES, PlannedRow, apply_path, plan_rows
 from nas.ablation.stats import mean_ci
-from nas.ablation.step import STEPS, AblationStep, StepNotApplicable, ablation_step, get_step
+from nas.ablation.step import (
+    STEPS,
+    AblationStep,
+    StepNotApplicable,
+    ablation_step,
+    get_step,
+)
 
 __all__ = [
     "MODES", "PAPER_PATH", "STEPS", "AblationStep", "PlannedRow", "StepNotApplicable", "ablation_step",

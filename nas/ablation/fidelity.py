@@ -22,15 +22,15 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from core.console import warn
+from core.errors import UserError
+from core.fidelity_record import ENTRY_KEYS, record
+from core.io import atomic_path, write_json, write_text
+from core.provenance import provenance
 from evaluators.training import Budget
 from nas.ablation.fidelity_stats import BUDGETS, correlations, seed_means
 from nas.ablation.study import open_run
-from nas.console import warn
-from nas.errors import UserError
 from nas.executor import Job, finished_row, run_jobs
-from nas.fidelity_record import ENTRY_KEYS, record
-from nas.io import atomic_path, write_json, write_text
-from nas.provenance import provenance
 from nas.trial_runner import QUALITY_KEYS, TrialSettings, prepare
 from search_spaces.config import ArchConfig
 

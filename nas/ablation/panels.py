@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nas.errors import UserError
+from core.errors import UserError
 from search_spaces.config import ArchConfig
 from search_spaces.presets import get_preset
 

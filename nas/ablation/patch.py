@@ -18,8 +18,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from core.errors import UserError
 from nas.ablation.step import AblationStep, not_applicable
-from nas.errors import UserError
 from search_spaces.config import ArchConfig, LevelConfig, MidConfig
 
 PATCH_KEYS = ("name", "description", "set")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.errors import UserError
 from nas.ablation.step import AblationStep
-from nas.errors import UserError
 from search_spaces.config import ArchConfig
 
 MODES = ("cumulative", "leave-one-out", "both")

@@ -7,7 +7,7 @@ from typing import Sequence
 
 from scipy import stats
 
-from nas.errors import UserError
+from core.errors import UserError
 
 
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float | None, float | None]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from nas.errors import UserError
+from core.errors import UserError
 from search_spaces.config import ArchConfig
 from search_spaces.registry import Registry
 

@@ -19,14 +19,14 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from core.errors import UserError
+from core.io import atomic_path, write_json, write_text
+from core.provenance import provenance
+from core.run_folder import RunFolder
 from evaluators.cost import analytic_cost
 from nas.ablation.plan import PlannedRow
 from nas.ablation.stats import mean_ci
-from nas.errors import UserError
 from nas.executor import Job, finished_row, run_jobs
-from nas.io import atomic_path, write_json, write_text
-from nas.provenance import provenance
-from nas.run_folder import RunFolder
 from nas.trial_runner import QUALITY_KEYS, TrialSettings, prepare
 
 ROW_COLUMNS = ("step", "mode", "description", "arch_id", "params", "macs", "latency_ms", "fid", "fid_ci", "kid",

@@ -9,11 +9,18 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
+from core.console import console, err_console, human, print_json
 from evaluators.training import Budget, fit_heldout
-from nas.console import console, err_console, human, print_json
 from nas.trial_runner import QUALITY_KEYS, TrialSettings
 
 PROGRESS_COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

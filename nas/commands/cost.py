@@ -8,10 +8,10 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from core.console import console, human, print_json
+from core.provenance import provenance
 from evaluators.cost import analytic_cost, fvcore_cost
 from nas.arch_input import resolve_arch
-from nas.console import console, human, print_json
-from nas.provenance import provenance
 from search_spaces.presets import PRESETS, get_preset
 
 

@@ -7,8 +7,8 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import typer
 
-from nas.console import console
-from nas.errors import UserError
+from core.console import console
+from core.errors import UserError
 
 MISSING_EXTRA = ("nas dashboard needs optuna-dashboard, an optional extra: pip install 'mobile-diffusion-nas[dashboard]' "
                  "(or pip install optuna-dashboard)")
@@ -25,7 +25,7 @@ def _study_storage(run_dir: Path):
     """(storage, study name, study id) of a search run folder, without creating a database that is not there."""
     import optuna
 
-    from nas.run_folder import RunFolder
+    from core.run_folder import RunFolder
     from nas.search import open_storage
 
     run = RunFolder.open(run_dir)

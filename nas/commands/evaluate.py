@@ -8,17 +8,23 @@ from typing import Optional
 
 import torch
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
+from core.console import console, err_console, human, print_json
+from core.errors import UserError
+from core.io import write_json
+from core.provenance import provenance
 from evaluators.memory import parse_size
 from evaluators.quality import SOURCES, get_quality_evaluator
 from evaluators.training import Budget, check_proxy_fits, evaluate_arch, fit_heldout
 from nas.arch_input import resolve_arch
-from nas.console import console, err_console, human, print_json
-from nas.errors import UserError
-from nas.io import write_json
-from nas.provenance import provenance
 
 _DEFAULT = Budget()
 

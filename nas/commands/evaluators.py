@@ -7,13 +7,25 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
+from core.console import console, err_console, print_json
+from core.errors import UserError
 from evaluators.quality import SOURCES, get_quality_evaluator
-from evaluators.quality.check import BLUR_LEVELS, FLOOR_RATIO, MILD_BLUR, NOISE_LEVELS, check_evaluator
-from nas.console import console, err_console, print_json
-from nas.errors import UserError
+from evaluators.quality.check import (
+    BLUR_LEVELS,
+    FLOOR_RATIO,
+    MILD_BLUR,
+    NOISE_LEVELS,
+    check_evaluator,
+)
 
 evaluators_app = typer.Typer(no_args_is_help=True, help="Check the image-quality evaluators.")
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from nas.console import console, human, print_json
+from core.console import console, human, print_json
 
 
 def export(run_dir: Path = typer.Argument(..., help="A run folder (from `nas search`)."),

@@ -10,9 +10,9 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
+from core.console import console, err_console, print_json
 from evaluators.training import Budget
 from nas.commands.ablate import PROGRESS_COLUMNS, BarProgress, _run_dir
-from nas.console import console, err_console, print_json
 from nas.trial_runner import QUALITY_KEYS, TrialSettings
 
 
@@ -49,7 +49,7 @@ def fidelity(
     train: bool = typer.Option(True, "--train/--no-train", help="--no-train: only analyse what is on record."),
     confidence: float = typer.Option(0.95, "--confidence", help="Bootstrap interval level."),
     record_shipped: bool = typer.Option(False, "--record-shipped", help="Maintainers: also put a complete study "
-                                        "on the package's shipped record (nas/fidelity_record.json)."),
+                                        "on the package's shipped record (core/fidelity_record.json)."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run folder (default runs/fidelity-<time>); "
                                            "an existing fidelity run folder is resumed."),
     address: Optional[str] = typer.Option(None, "--address", help="Existing Ray cluster host:port."),
@@ -60,9 +60,9 @@ def fidelity(
 ) -> None:
     """Rank agreement (Kendall tau, Spearman rho, bootstrap intervals) of the short proxy budget with a reference,
     the seed ceiling, the seed spread and the cost of every quality signal."""
+    from core.errors import UserError
     from nas.ablation.fidelity import StudyPlan, run_fidelity
     from nas.ablation.panels import load_panel
-    from nas.errors import UserError
 
     if not 0 < confidence < 1:
         raise UserError(f"--confidence must be in (0, 1), got {confidence}")

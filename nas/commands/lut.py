@@ -8,23 +8,42 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
-from evaluators.latency import LutStore, MeasuredPredictor, RooflinePredictor, get_predictor, list_devices
+from core.console import console, err_console, print_json, warn
+from core.errors import UserError
+from core.provenance import provenance
+from evaluators.latency import (
+    LutStore,
+    MeasuredPredictor,
+    RooflinePredictor,
+    get_predictor,
+    list_devices,
+)
 from evaluators.latency.devices import DEVICES
 from evaluators.latency.imported import csv_files, read_measurements
-from evaluators.latency.kit import check_fits, kit_blocks, read_manifest, resolve_formats, write_kit
-from evaluators.latency.signature import BlockSignature, space_signatures
-from evaluators.latency.store import Lut, check_device_name
+from evaluators.latency.kit import (
+    check_fits,
+    kit_blocks,
+    read_manifest,
+    resolve_formats,
+    write_kit,
+)
 from evaluators.latency.predictor import DEFAULT_ROUNDS
 from evaluators.latency.record import save_record
+from evaluators.latency.signature import BlockSignature, space_signatures
+from evaluators.latency.store import Lut, check_device_name
 from evaluators.latency.validate import held_out_sample, run_validation, write_scatter
 from evaluators.memory import parse_size
 from nas.arch_input import resolve_arch
-from nas.console import console, err_console, print_json, warn
-from nas.errors import UserError
-from nas.provenance import provenance
 from search_spaces.config import ArchConfig
 from search_spaces.space import get_space
 

@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from nas.console import console, warn
+from core.console import console, warn
 
 
 def _summary(info: Any) -> str:

@@ -7,13 +7,20 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
+from core.console import console, err_console, print_json
+from core.run_folder import METRIC_DIRECTIONS
 from evaluators.memory import parse_size
 from evaluators.training import Budget, fit_heldout
-from nas.console import console, err_console, print_json
 from nas.objectives import QUALITY, parse_objectives
-from nas.run_folder import METRIC_DIRECTIONS
 from nas.schedulers import Rungs
 from nas.search import SearchOptions, run_search, validate_options
 from nas.trial_runner import TrialSettings

@@ -5,9 +5,9 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
+from core.console import console, human, print_json
+from core.errors import UserError
 from evaluators.cost import analytic_cost
-from nas.console import console, human, print_json
-from nas.errors import UserError
 from search_spaces.space import SPACES, get_space
 
 space_app = typer.Typer(no_args_is_help=True, help="Inspect and sample one design space.")

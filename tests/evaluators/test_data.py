@@ -7,12 +7,20 @@ import pytest
 import torch
 from PIL import Image
 
+from core.errors import UserError
 from evaluators.data import CaptionedImages, load_dataset
-from evaluators.data.synthetic import (COLOURS, RELATIONS, SHAPES, SIZES, all_captions, generate,
-                                       heldout_retrieval_set, split_captions, swapped)
+from evaluators.data.synthetic import (
+    COLOURS,
+    RELATIONS,
+    SHAPES,
+    SIZES,
+    all_captions,
+    generate,
+    heldout_retrieval_set,
+    split_captions,
+    swapped,
+)
 from evaluators.quality.domain_clip import tokenize
-from nas.errors import UserError
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -5,10 +5,10 @@ import os
 import pytest
 import torch
 
+from core.errors import UserError
 from evaluators.latency import LutStore, get_predictor
 from evaluators.latency.backends import CpuBackend, CudaBackend, timing_core
 from evaluators.latency.signature import arch_signatures, with_image_size
-from nas.errors import UserError
 
 PINNABLE = hasattr(os, "sched_setaffinity")
 

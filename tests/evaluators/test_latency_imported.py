@@ -4,9 +4,9 @@ import math
 
 import pytest
 
+from core.errors import UserError
 from evaluators.latency.imported import read_measurements
 from evaluators.latency.signature import arch_signatures
-from nas.errors import UserError
 
 
 @pytest.fixture

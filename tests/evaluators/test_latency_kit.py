@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from core.errors import UserError
 from evaluators.latency.kit import read_manifest, resolve_formats, write_kit
 from evaluators.latency.phone import FORMATS
 from evaluators.latency.signature import _shadow, arch_signatures
-from nas.errors import UserError
 
 HAS_TFLITE = FORMATS["tflite"].unavailable() is None
 

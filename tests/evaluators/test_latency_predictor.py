@@ -2,17 +2,26 @@
 
 import pytest
 
+from core.errors import UserError
 from evaluators.latency import (
-    ImportedPredictor, LutStore, MeasuredPredictor, RooflinePredictor, get_predictor, list_devices,
+    ImportedPredictor,
+    LutStore,
+    MeasuredPredictor,
+    RooflinePredictor,
+    get_predictor,
+    list_devices,
 )
 from evaluators.latency.predictor import (
-    CALIBRATION_PRESETS, CALIBRATION_SAMPLES, CALIBRATION_SEED, CALIBRATION_SPACE, Calibration,
+    CALIBRATION_PRESETS,
+    CALIBRATION_SAMPLES,
+    CALIBRATION_SEED,
+    CALIBRATION_SPACE,
+    Calibration,
 )
 from evaluators.latency.signature import arch_signatures, with_image_size
 from evaluators.latency.store import Entry, Lut
 from evaluators.latency.validate import held_out_sample, run_validation, write_scatter
 from evaluators.memory import TooLargeError
-from nas.errors import UserError
 from search_spaces.presets import get_preset
 from search_spaces.registry import UnknownNameError
 

@@ -6,7 +6,11 @@ import pytest
 import torch
 
 from evaluators.latency.signature import (
-    BlockSignature, SignatureError, arch_signatures, space_signatures, with_image_size,
+    BlockSignature,
+    SignatureError,
+    arch_signatures,
+    space_signatures,
+    with_image_size,
 )
 from search_spaces.blocks import BlockSpec, block_inputs
 from search_spaces.config import ArchConfig, ConfigError

@@ -7,10 +7,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from core.errors import UserError
 from evaluators.latency import get_predictor
 from evaluators.latency.signature import arch_signatures
 from evaluators.latency.store import META_KEY, Entry, Lut, LutStore, default_lut_dir
-from nas.errors import UserError
 
 
 def _lut(tiny, device="cpu", fingerprint=None):

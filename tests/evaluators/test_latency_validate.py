@@ -5,13 +5,22 @@ import json
 import pytest
 from scipy.stats import kendalltau
 
-from evaluators.latency import get_predictor, latency_budget_warning, validation_on_record
+from core.errors import UserError
+from evaluators.latency import (
+    get_predictor,
+    latency_budget_warning,
+    validation_on_record,
+)
 from evaluators.latency.inmodel import InModelTable, load_table, profile_model
 from evaluators.latency.record import record_path, save_record
 from evaluators.latency.signature import arch_signatures, with_image_size
 from evaluators.latency.store import Entry
-from evaluators.latency.validate import Scores, ValidationInfo, ValidationPoint, run_validation
-from nas.errors import UserError
+from evaluators.latency.validate import (
+    Scores,
+    ValidationInfo,
+    ValidationPoint,
+    run_validation,
+)
 
 
 def _point(i, predicted, pass1, pass2, inmodel=None):

@@ -7,13 +7,21 @@ import sys
 
 import pytest
 
+from core.errors import UserError
 from evaluators.cost import activation_bytes, block_params, block_working_elements
 from evaluators.memory import (
-    TRAIN_BYTES_PER_PARAM, TRAIN_RUNTIME_BYTES, MemoryEstimate, TooLargeError, available_memory, blocks_memory,
-    check_fits, model_memory, parse_size, training_memory,
+    TRAIN_BYTES_PER_PARAM,
+    TRAIN_RUNTIME_BYTES,
+    MemoryEstimate,
+    TooLargeError,
+    available_memory,
+    blocks_memory,
+    check_fits,
+    model_memory,
+    parse_size,
+    training_memory,
 )
 from evaluators.training import Budget
-from nas.errors import UserError
 from search_spaces.blocks import arch_blocks
 from search_spaces.presets import get_preset
 from search_spaces.proxy import to_proxy

@@ -10,14 +10,14 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from core.errors import UserError
 from evaluators.data.synthetic import generate
 from evaluators.quality import clip_score, get_quality_evaluator
-from evaluators.quality.degrade import add_noise, gaussian_blur
 from evaluators.quality.cache import sha256
+from evaluators.quality.degrade import add_noise, gaussian_blur
 from evaluators.quality.domain import load_or_train, sidecar_path, weights_path
 from evaluators.quality.domain_clip import DomainClipRecipe
 from evaluators.quality.metrics import fid, kid
-from nas.errors import UserError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

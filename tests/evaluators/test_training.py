@@ -6,15 +6,15 @@ import pytest
 import torch
 from PIL import Image
 
+from core.errors import UserError
 from evaluators.data import load_dataset
-from evaluators.quality import get_quality_evaluator
 from evaluators.memory import TooLargeError
+from evaluators.quality import get_quality_evaluator
 from evaluators.training import Budget, check_proxy_fits, evaluate_arch, fit_heldout
 from evaluators.training.diffusion import heldout_loss, sample, target, train_scheduler
 from evaluators.training.model import build_proxy_model
 from evaluators.training.text_encoder import TextEncoder, tokenize
 from evaluators.training.train import train
-from nas.errors import UserError
 from search_spaces.presets import get_preset
 from search_spaces.proxy import to_proxy
 

@@ -21,13 +21,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
+from search_helpers import TINY_BUDGET
 
+from core.run_folder import RunFolder
 from evaluators.latency.store import LutStore
 from evaluators.memory import training_memory
 from evaluators.quality.cache import sha256
 from evaluators.training import Budget
-from nas.run_folder import RunFolder
-from search_helpers import TINY_BUDGET
 from search_spaces.config import ArchConfig, LevelConfig, MidConfig
 from search_spaces.presets import get_preset
 from search_spaces.proxy import to_proxy

@@ -7,7 +7,6 @@ is lost or duplicated (counts and values against the study)."""
 import hashlib
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,11 +15,11 @@ from pathlib import Path
 
 import optuna
 import pytest
+from search_helpers import tiny_options, tiny_settings
 
-from nas.run_folder import RunFolder
+from core.run_folder import RunFolder
 from nas.run_lock import RunLock
 from nas.search import run_search
-from search_helpers import tiny_options, tiny_settings
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
 DRIVER = """\
@@ -237,7 +236,7 @@ def test_a_run_folder_that_held_a_run_is_kept_when_resume_fails(tmp_path, search
 
 
 def test_atomic_writes_respect_the_umask(tmp_path):
-    from nas.io import write_text
+    from core.io import write_text
 
     old = os.umask(0o022)
     try:

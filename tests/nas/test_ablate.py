@@ -9,13 +9,13 @@ import pytest
 from rich.console import Console
 from rich.progress import Progress
 from scipy import stats
+from search_helpers import tiny_settings
 
+from core.errors import UserError
+from core.run_folder import RunFolder
 from nas.ablation import get_step, mean_ci, plan_rows
 from nas.ablation.study import AblationSpec, run_ablation
 from nas.commands.ablate import BarProgress
-from nas.errors import UserError
-from nas.run_folder import RunFolder
-from search_helpers import tiny_settings
 from search_spaces.presets import get_preset
 
 REPORT_COLUMNS = ["step", "params", "latency_ms", "fid", "fid_ci", "clip_score", "clip_score_ci", "mode"]

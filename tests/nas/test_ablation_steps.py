@@ -5,10 +5,18 @@ import json
 
 import pytest
 
-from nas.ablation import (PAPER_PATH, STEPS, StepNotApplicable, ablation_step, apply_path, get_step,
-                          load_patch_steps, plan_rows)
+from core.errors import UserError
+from nas.ablation import (
+    PAPER_PATH,
+    STEPS,
+    StepNotApplicable,
+    ablation_step,
+    apply_path,
+    get_step,
+    load_patch_steps,
+    plan_rows,
+)
 from nas.ablation.plan import FULL_PATH, resolve_steps
-from nas.errors import UserError
 from search_spaces.config import ConfigError
 from search_spaces.presets import get_preset
 from search_spaces.registry import UnknownNameError

@@ -8,7 +8,6 @@ import pytest
 from evaluators.quality import factory
 from nas.cli import main
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

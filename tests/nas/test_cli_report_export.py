@@ -8,8 +8,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from core.run_folder import RunFolder
 from nas.arch_input import load_config_file
-from nas.run_folder import RunFolder
 from search_spaces.config import ArchConfig, LevelConfig, MidConfig
 
 _spec = importlib.util.spec_from_file_location("report_run_builder", Path(__file__).parents[1] / "reports" / "conftest.py")

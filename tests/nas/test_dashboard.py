@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nas.run_folder import RunFolder
+from core.run_folder import RunFolder
 
 _spec = importlib.util.spec_from_file_location("report_run_builder", Path(__file__).parents[1] / "reports" / "conftest.py")
 _builder = importlib.util.module_from_spec(_spec)

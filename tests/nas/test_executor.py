@@ -3,9 +3,9 @@
 import json
 
 import pytest
+from search_helpers import tiny_settings
 
 from nas.executor import Job, run_jobs
-from search_helpers import tiny_settings
 from search_spaces.presets import get_preset
 
 

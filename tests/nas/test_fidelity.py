@@ -6,13 +6,18 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-
-from nas.ablation.fidelity import StudyPlan, check_reference, run_fidelity
-from nas.ablation.fidelity_stats import agreement, correlations, sign_agreement, seed_means
-from nas.ablation.panels import load_panel, paper_panel
-from nas.errors import UserError
-from nas.trial_runner import QUALITY_KEYS
 from search_helpers import tiny_settings
+
+from core.errors import UserError
+from nas.ablation.fidelity import StudyPlan, check_reference, run_fidelity
+from nas.ablation.fidelity_stats import (
+    agreement,
+    correlations,
+    seed_means,
+    sign_agreement,
+)
+from nas.ablation.panels import load_panel, paper_panel
+from nas.trial_runner import QUALITY_KEYS
 from search_spaces.presets import get_preset
 
 

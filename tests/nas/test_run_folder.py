@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from nas.errors import UserError
-from nas.run_folder import RunFolder
+from core.errors import UserError
+from core.run_folder import RunFolder
 
 
 def test_the_log_grows_by_appends_and_a_later_line_replaces_an_earlier_one(tmp_path):

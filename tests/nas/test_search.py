@@ -5,11 +5,11 @@ import json
 
 import optuna
 import pytest
+from search_helpers import tiny_options, tiny_settings
 
-from nas.run_folder import RunFolder
+from core.run_folder import RunFolder
 from nas.search import run_search, validate_options
 from nas.trial_runner import run_trial
-from search_helpers import tiny_options, tiny_settings
 from search_spaces.presets import get_preset
 
 
@@ -101,10 +101,10 @@ def test_measured_cpu_latency_keeps_its_threads_and_calibrates_only_for_a_budget
     (dict(address="127.0.0.1:9"), "cannot reach the Ray cluster"),
 ])
 def test_bad_options_fail_before_writing(tmp_path, changes, message):
-    from nas.errors import USER_ERRORS
+    from core.errors import UserError
 
     opts = tiny_options(tmp_path / "run", **changes)
-    with pytest.raises(USER_ERRORS, match=message):
+    with pytest.raises(UserError, match=message):
         validate_options(opts)
     assert not (tmp_path / "run").exists()
 

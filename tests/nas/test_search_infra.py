@@ -13,10 +13,10 @@ from pathlib import Path
 
 import optuna
 import pytest
-
-from nas.run_folder import RunFolder
-from nas.search import run_search
 from search_helpers import tiny_options
+
+from core.run_folder import RunFolder
+from nas.search import run_search
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

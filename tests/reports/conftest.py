@@ -38,9 +38,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 from core.metrics import names
+from core.run_folder import METRIC_DIRECTIONS, RunFolder
 from evaluators.cost import analytic_cost
 from evaluators.latency import get_predictor
-from nas.run_folder import METRIC_DIRECTIONS, RunFolder
 from search_spaces.config import ArchConfig
 from search_spaces.presets import get_preset
 from search_spaces.space import get_space
@@ -172,7 +172,13 @@ def build_ablation_run(path: Path, steps: Sequence[str] = ("share_kv", "relu_att
                        seeds: int = 3, mode: str = "both", baseline: str = "sd15") -> RunFolder:
     """A finished `nas ablate` run folder (see the module docstring for what is real and what is not)."""
     from nas.ablation import get_step, plan_rows
-    from nas.ablation.study import AblationSpec, aggregate, open_run, unique_jobs, write_tables
+    from nas.ablation.study import (
+        AblationSpec,
+        aggregate,
+        open_run,
+        unique_jobs,
+        write_tables,
+    )
 
     devices = ("iphone15pro", "pixel8")
     rows = tuple(plan_rows(baseline, get_preset(baseline), [get_step(s) for s in steps], mode))

@@ -37,7 +37,7 @@ def test_default_output_is_the_run_report(two_objective_run):
 def test_measured_latency_says_whether_it_is_calibrated(finished_run, tmp_path):
     import shutil
 
-    from nas.run_folder import RunFolder
+    from core.run_folder import RunFolder
 
     for calibrated, label in ((False, "sums of block latencies, uncalibrated"), (True, "end-to-end calibration")):
         copy = RunFolder(shutil.copytree(finished_run.path, tmp_path / str(calibrated)))

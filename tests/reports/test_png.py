@@ -3,7 +3,7 @@
 import pytest
 from PIL import Image
 
-from nas.errors import UserError
+from core.errors import UserError
 from reports import build_report, png
 
 

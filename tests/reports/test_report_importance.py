@@ -10,7 +10,13 @@ import numpy as np
 import optuna
 import pytest
 
-from reports.importance import MIN_TOP_TRIALS, MIN_TRIALS, TARGET_QUANTILE, TOP_K, importance_section
+from reports.importance import (
+    MIN_TOP_TRIALS,
+    MIN_TRIALS,
+    TARGET_QUANTILE,
+    TOP_K,
+    importance_section,
+)
 from reports.run_data import Objective, load_run
 
 OBJECTIVES = [Objective("fid", "minimize"), Objective("clip_score", "maximize"), Objective("latency_ms", "minimize")]

@@ -9,13 +9,18 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from core.errors import UserError
 from core.metrics import names
+from core.run_folder import RunFolder
 from nas.ablation.stats import mean_ci
-from nas.errors import UserError
-from nas.run_folder import RunFolder
 from reports import build_report
 from reports.ablation import AblationReportInfo, compute_ablation_report, references
-from reports.fidelity import FidelityReportInfo, compute_fidelity_report, half_width, reading
+from reports.fidelity import (
+    FidelityReportInfo,
+    compute_fidelity_report,
+    half_width,
+    reading,
+)
 from reports.seed_spread import SINGLE, WITHIN
 
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from nas.run_folder import RunFolder
+from core.run_folder import RunFolder
 
 
 @pytest.mark.slow

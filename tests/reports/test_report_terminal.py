@@ -5,7 +5,7 @@ import shutil
 
 from rich.console import Console
 
-from nas.run_folder import RunFolder
+from core.run_folder import RunFolder
 from reports.terminal import PREPARE_EVERY, PipedProgress, pareto_table, trial_line
 
 STATE = {"done": 5, "total": 8, "complete": 4, "failed": 1, "pareto": 3}

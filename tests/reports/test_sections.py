@@ -181,7 +181,7 @@ def test_cost_only_run_draws_its_own_front(tmp_path, run_builder):
 def test_header_counts_stale_and_running_trials(tmp_path, finished_run):
     import shutil
 
-    from nas.run_folder import RunFolder
+    from core.run_folder import RunFolder
 
     shutil.copytree(finished_run.path, tmp_path / "run")
     run = RunFolder(tmp_path / "run")

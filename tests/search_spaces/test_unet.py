@@ -6,8 +6,13 @@ from diffusers import UNet2DConditionModel
 
 from search_spaces.blocks import arch_blocks, build_block
 from search_spaces.config import ArchConfig, LevelConfig, MidConfig
-from search_spaces.diffusers_compat import (ConversionError, convert_diffusers_state_dict, load_diffusers_weights,
-                                            to_diffusers_config, unsupported_features)
+from search_spaces.diffusers_compat import (
+    ConversionError,
+    convert_diffusers_state_dict,
+    load_diffusers_weights,
+    to_diffusers_config,
+    unsupported_features,
+)
 from search_spaces.presets import get_preset
 from search_spaces.space import get_space
 from search_spaces.unet import build_unet, count_params

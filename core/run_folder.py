@@ -35,9 +35,9 @@ from typing import Any
 
 import pandas as pd
 
+from core.errors import UserError
+from core.io import atomic_path, write_json
 from core.metrics import METRICS, names
-from nas.errors import UserError
-from nas.io import atomic_path, write_json
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 2

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from nas.errors import UserError
+from core.errors import UserError
 
 
 def _umask() -> int:
