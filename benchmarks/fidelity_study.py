@@ -11,6 +11,15 @@ any machine (commit the CSV as rows arrive).
 Order of the work: short budget seed 0 for every architecture, then seed 1, then the reference seed 0, so that
 a partial run already gives the seed ceiling of the short budget.
 
+Teacher-anchored proxies (`--proxy inherit --teacher sd15`): each architecture starts from the trained teacher,
+fine-tunes with distillation for a quarter of the default steps (`--finetune-steps`), 2 seeds, budget name
+"inherit", into their own CSV (default `benchmarks/fidelity/trials_inherit.csv`, with the scratch columns plus
+the teacher, the inherited fraction and the teacher distance); the reference is the scratch reference of
+`trials.csv`. The teacher trains once on first use (cached; its seconds are in the teacher columns, not in the
+trials').
+
+    python benchmarks/fidelity_study.py --proxy inherit --teacher sd15 [--teacher-steps 2000]
+
 The evaluator is the embedded domain CLIP; its weights are committed in `benchmarks/fidelity/evaluator/` and
 copied into the cache first (a domain CLIP retrained on another machine may differ in its last bits, and rows
 scored by other weights are not comparable: `nas fidelity --import` refuses them).
@@ -34,6 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from evaluators.quality import get_quality_evaluator  # noqa: E402
 from evaluators.training import Budget, evaluate_arch  # noqa: E402
+from evaluators.training.proxy_mode import ProxyMode, default_steps  # noqa: E402
+from evaluators.training.proxy_mode import budget_hash as mode_budget_hash  # noqa: E402
 from nas.ablation.panels import paper_panel  # noqa: E402
 
 METRICS = ("fid", "kid", "clip_score", "cmmd", "val_loss", "val_loss_grid", "train_loss")
@@ -41,6 +52,9 @@ STAGES = ("setup", "train", "val", "val_grid", "sample", "score")
 COLUMNS = ("label", "arch_id", "budget", "budget_hash", "steps", "seed", "evaluator", "evaluator_sha256", *METRICS,
            *(f"seconds_{s}" for s in STAGES), "seconds_total", "proxy_params", "failed", "failure_reason",
            "threads", "machine", "torch", "finished_at")
+# Rows of teacher-anchored (inherit) trials: the scratch columns, then what anchored them.
+INHERIT_COLUMNS = COLUMNS + ("proxy", "teacher", "teacher_key", "teacher_steps", "teacher_train_seconds",
+                             "inherited_fraction", "teacher_distance", "seconds_teacher_distance")
 
 
 def budget_hash(budget: Budget) -> str:
@@ -54,14 +68,14 @@ def done_keys(path: Path) -> set[tuple[str, str, int, str]]:
         return {(r["arch_id"], r["budget_hash"], int(r["seed"]), r["evaluator"]) for r in csv.DictReader(f)}
 
 
-def append_row(path: Path, row: dict) -> None:
+def append_row(path: Path, row: dict, columns: tuple[str, ...] = COLUMNS) -> None:
     new = not path.is_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=columns)
         if new:
             writer.writeheader()
-        writer.writerow({k: row.get(k) for k in COLUMNS})
+        writer.writerow({k: row.get(k) for k in columns})
         f.flush()
         os.fsync(f.fileno())
 
@@ -83,11 +97,19 @@ def _install_evaluator() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/fidelity/trials.csv"))
+    ap.add_argument("--out", type=Path, default=None, help="CSV of the rows (default benchmarks/fidelity/trials.csv, "
+                    "or trials_inherit.csv with --proxy inherit)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--short-seeds", type=int, default=2)
     ap.add_argument("--reference-factor", type=int, default=4, help="reference steps = factor x default steps")
     ap.add_argument("--only", choices=("short", "reference"), default=None)
+    ap.add_argument("--proxy", choices=("scratch", "inherit"), default="scratch",
+                    help="inherit: teacher-anchored trials (budget name 'inherit') instead of the scratch study")
+    ap.add_argument("--teacher", default="sd15", help="teacher preset of --proxy inherit")
+    ap.add_argument("--teacher-steps", type=int, default=None, help="teacher training steps (default 4x the "
+                    "default trial's)")
+    ap.add_argument("--finetune-steps", type=int, default=default_steps("inherit"),
+                    help="fine-tune steps of an inherit trial (default a quarter of the default trial's)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     _install_evaluator()
@@ -96,6 +118,10 @@ def main() -> None:
     evaluator = get_quality_evaluator("domain", image_size=short.image_size, device="cpu")
     ev_key = evaluator.info["model_id"]  # the domain CLIP's recipe key; its weights' hash is recorded beside it
     panel = paper_panel()
+    if args.proxy == "inherit":
+        _inherit_study(args, panel, short.replace(steps=args.finetune_steps), evaluator)
+        return
+    args.out = args.out or Path("benchmarks/fidelity/trials.csv")
     jobs = [("short", short, s) for s in range(args.short_seeds)] + [("reference", reference, 0)]
     if args.only:
         jobs = [j for j in jobs if j[0] == args.only]
@@ -117,6 +143,43 @@ def main() -> None:
             append_row(args.out, row)
             print(f"    fid {r.fid} clip {r.clip_score} cmmd {r.cmmd} val {r.val_loss} grid {r.val_loss_grid} "
                   f"{r.total_seconds:.0f} s", flush=True)
+
+
+def _inherit_study(args: argparse.Namespace, panel: list, budget: Budget, evaluator) -> None:
+    """Teacher-anchored trials of the panel: `--short-seeds` seeds each, rows in their own CSV, resumable."""
+    out = args.out or Path("benchmarks/fidelity/trials_inherit.csv")
+    mode = ProxyMode(mode="inherit", teacher=args.teacher, teacher_steps=args.teacher_steps or 0)
+    ev_key = evaluator.info["model_id"]
+    key_hash = mode_budget_hash(budget, mode)
+    for seed in range(args.short_seeds):
+        for label, config in panel:
+            key = (config.arch_id, key_hash, seed, ev_key)
+            if key in done_keys(out):
+                continue
+            print(f"[{time.strftime('%H:%M:%S')}] inherit seed {seed} {label} ({config.arch_id})", flush=True)
+            r = evaluate_arch(config, budget, seed=seed, evaluator=evaluator, proxy_mode=mode,
+                              teacher_progress=_teacher_log)
+            row = dict(label=label, arch_id=config.arch_id, budget="inherit", budget_hash=key_hash,
+                       steps=budget.steps, seed=seed, evaluator=ev_key,
+                       evaluator_sha256=evaluator.info.get("weights_sha256", "")[:16],
+                       seconds_total=r.total_seconds, proxy_params=r.proxy_params, failed=r.failed,
+                       failure_reason=r.failure_reason, threads=args.threads,
+                       machine=f"{platform.node()} {platform.processor() or platform.machine()} "
+                               f"{os.cpu_count()} cpus", torch=torch.__version__,
+                       finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"), proxy="inherit", teacher=args.teacher,
+                       teacher_key=r.teacher.get("key"), teacher_steps=r.teacher.get("steps"),
+                       teacher_train_seconds=r.teacher.get("train", {}).get("seconds"),
+                       inherited_fraction=r.inherited_fraction, teacher_distance=r.teacher_distance,
+                       seconds_teacher_distance=r.seconds.get("teacher_distance"))
+            row |= {m: getattr(r, m) for m in METRICS} | {f"seconds_{s}": r.seconds.get(s) for s in STAGES}
+            append_row(out, row, INHERIT_COLUMNS)
+            print(f"    inherited {r.inherited_fraction} fid {r.fid} clip {r.clip_score} val {r.val_loss} "
+                  f"teacher distance {r.teacher_distance} {r.total_seconds:.0f} s", flush=True)
+
+
+def _teacher_log(done: int, total: int, loss: float) -> None:
+    if done % 100 == 0 or done == total:
+        print(f"    teacher {done}/{total} steps, loss {loss:.4f}", flush=True)
 
 
 if __name__ == "__main__":

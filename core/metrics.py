@@ -47,8 +47,12 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            "held-out denoising loss, one fixed timestep per image"),
     Metric("val_loss_grid", "minimize", "val loss (grid)", "", ".4f", "quality",
            "held-out denoising loss over a fixed timestep grid, fixed noise"),
+    Metric("teacher_distance", "minimize", "teacher distance", "", ".4f", "quality",
+           "inherit proxies: mean squared distance of the proxy's held-out predictions to its teacher's "
+           "(timestep grid, fixed noise)"),
 )}
 ALIASES = {"latency": "latency_ms", "clip": "clip_score", "loss": "val_loss"}
+METRIC_DIRECTIONS = {n: m.direction for n, m in METRICS.items()}  # how each metric is optimised as an objective
 
 
 def get_metric(name: str) -> Metric:

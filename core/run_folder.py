@@ -37,7 +37,8 @@ import pandas as pd
 
 from core.errors import UserError
 from core.io import atomic_path, write_json
-from core.metrics import METRICS, names
+from core.metrics import names
+from core.records import TRIAL_FIELDS, run_manifest, trial_record
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 2
@@ -48,7 +49,8 @@ TRIAL_COLUMNS = (
     *names("quality"), "seconds_train", "seconds_sample", "seconds_score", "seconds_latency", "seconds_total",
     "failure_reason", "sample_grid", "config_json",
 )
-METRIC_DIRECTIONS = {n: m.direction for n, m in METRICS.items()}  # how each metric is optimised as an objective
+TRIAL_COLUMNS += tuple(f for f in TRIAL_FIELDS if f not in TRIAL_COLUMNS and f not in ("latency_blocks",
+                                                                                      "record_version"))
 
 
 class RunFolder:
@@ -139,10 +141,37 @@ class RunFolder:
         if data.get("format") not in READABLE_FORMATS:
             raise UserError(f"{self.manifest_path}: run manifest format {data.get('format')!r}; this version "
                             f"reads formats {', '.join(map(str, READABLE_FORMATS))}")
+        run_manifest(data, str(self.manifest_path))
         return data
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
+        run_manifest(manifest, str(self.manifest_path))
         write_json(self.manifest_path, manifest)
+
+    # ------------------------------------------------------------------ trial records
+    def record_path(self, number: int) -> Path:
+        return self.trial_dir(number) / "metrics.json"
+
+    def write_trial_record(self, data: dict[str, Any]):
+        """Validate `data` as a TrialRecord and write it (atomically) as the trial's metrics.json; returns the
+        record. The one writer of trial records: trials, imports and test fixtures all use it."""
+        record = trial_record(data, f"trial {data.get('number')}")
+        write_json(self.record_path(record.number), record.model_dump(mode="json"))
+        return record
+
+    def read_trial_record(self, number: int):
+        """The trial's record (None when it wrote none); UserError when metrics.json is unreadable or of
+        another record version."""
+        path = self.record_path(number)
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise UserError(f"{path}: unreadable trial record ({err})") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: not a trial record (a JSON object is expected)")
+        return trial_record(data, str(path))
 
     # ------------------------------------------------------------------ trials table
     def read_trials(self) -> pd.DataFrame:
@@ -170,7 +199,9 @@ class RunFolder:
         return rows
 
     def append_trial(self, row: dict[str, Any]) -> None:
-        """Append one ended trial's row to the log: constant time, whatever the run's length."""
+        """Append one ended trial's row (validated as a TrialRecord) to the log: constant time, whatever the
+        run's length."""
+        row = trial_record(row, f"trial {row.get('number')}").row()
         line = (json.dumps(row, default=str, sort_keys=True) + "\n").encode()
         with self.trials_log.open("ab+") as f:
             if f.tell() and (f.seek(-1, 2), f.read(1))[1] != b"\n":  # a line a crash cut: end it first
@@ -179,8 +210,9 @@ class RunFolder:
             f.flush()
 
     def write_trials(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
-        """Write the whole table atomically (Parquet and CSV), standard columns first, sorted by number."""
-        frame = self._frame(rows)
+        """Write the whole table atomically (Parquet and CSV), standard columns first, sorted by number; every
+        row is validated as a TrialRecord first."""
+        frame = self._frame([trial_record(r, f"trial {r.get('number')}").row() for r in rows])
         with atomic_path(self.trials_parquet) as tmp:
             frame.to_parquet(tmp, index=False)
         with atomic_path(self.trials_csv) as tmp:
@@ -195,3 +227,4 @@ class RunFolder:
                 frame[col] = None
         extra = sorted(c for c in frame.columns if c not in TRIAL_COLUMNS)
         return frame[list(TRIAL_COLUMNS) + extra].sort_values("number").reset_index(drop=True)
+

@@ -7,7 +7,6 @@ budget) free. Results come back as trials-table rows, in job order.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -30,10 +29,10 @@ class Job:
 
 def finished_row(run: RunFolder, job: Job, settings: TrialSettings) -> dict[str, Any] | None:
     """The stored row of a job that already finished with the same architecture, seed and budget, else None."""
-    path = run.trial_dir(job.number) / "metrics.json"
-    if not path.is_file():
+    record = run.read_trial_record(job.number)
+    if record is None:
         return None
-    row = json.loads(path.read_text())
+    row = record.row()
     same = row.get("cache_key") == settings.cache_key(job.config.arch_id, job.seed)
     return row if same and row.get("state") in DONE_STATES else None
 

@@ -13,7 +13,6 @@ What is written (all or nothing: everything is staged, checked, then renamed int
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import tempfile
@@ -21,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from core.errors import UserError
 from core.io import write_json
+from core.metrics import names
 from core.provenance import provenance
 from evaluators.memory import check_fits, model_memory
 from reports.pareto import pick_trial
@@ -35,7 +36,7 @@ ONNX_OPSET = 17
 ONNX_TOLERANCE = 1e-3
 ONNX_INPUTS = ("sample", "timestep", "encoder_hidden_states")
 ONNX_WEIGHT_COPIES = 3  # torch model + exported graph, then the exported graph + onnxruntime session (+ reload)
-METRICS = ("params", "macs", "macs_no_attention", "latency_ms", "fid", "kid", "clip_score", "val_loss")
+METRICS = ("macs_no_attention", *names())  # registry metrics, plus the cost record's attention-free MACs
 
 
 class OnnxCheckError(RuntimeError):
@@ -64,7 +65,7 @@ def _metrics(row: Any) -> dict[str, float | None]:
     out = {}
     for name in METRICS:
         value = row.get(name)
-        out[name] = None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+        out[name] = None if pd.isna(value) else float(value)
     return out
 
 

@@ -2,27 +2,34 @@
 decides from them to stop it early.
 
 A trial with a scheduler reports at the rungs `min_budget * eta**k` training steps (below the full budget):
-its training loss and the cheap held-out signals of its objective, with a checkpoint of its training state
-(Ray Tune checkpoint), so a stopped or paused trial keeps its progress. `asha` is Ray Tune's own
-`ASHAScheduler` on a single objective; Ray's schedulers take one scalar metric.
+its training loss, the cheap held-out signals standing for its quality objectives and its cost metrics, with a
+checkpoint of its training state (Ray Tune checkpoint, and `trials/<NNNN>/train_state.pt` for resuming the run,
+`nas.rung_resume`), so a stopped or paused trial keeps its progress.
+
+- `asha`: Ray Tune's own `ASHAScheduler` on a single objective with an intermediate signal (Ray's schedulers
+  take one scalar metric).
+- `mo-asha`: multi-objective asynchronous successive halving (`nas.moasha.MOASHA`): the search's objectives,
+  ranked at each rung by non-dominated sorting (quality objectives by their held-out signal).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any, Hashable, Iterable, Mapping
 
 from core.errors import UserError
-from core.metrics import get_metric
+from core.metrics import get_metric, names
 
-SCHEDULERS = ("none", "asha")
+SCHEDULERS = ("none", "asha", "mo-asha")
 INTERMEDIATE = ("val_loss", "val_loss_grid")  # objectives with a signal at intermediate budgets (held-out loss)
+QUALITY = frozenset(names("quality"))  # objectives a proxy training produces: they change between rungs
 
 
 @dataclass(frozen=True)
 class Rungs:
     """The scheduler of a search and its rung budgets (in training steps)."""
 
-    scheduler: str = "none"  # "none" or "asha"
+    scheduler: str = "none"  # "none", "asha" or "mo-asha"
     min_budget: int = 50  # steps at the first rung
     eta: int = 3  # reduction factor: the top 1/eta of a rung goes on
     steps: int = 500  # the full budget
@@ -43,11 +50,25 @@ class Rungs:
         return asdict(self) | {"rungs": self.budgets()} if self.active else {"scheduler": "none"}
 
 
-def validate_rungs(rungs: Rungs, objectives: list[str], wall_clock: bool) -> None:
-    """UserError for an unknown scheduler, eta < 2, a first rung not below the full budget, a wall-clock
-    budget, or objectives the scheduler cannot rank at intermediate budgets."""
+def validate_rungs(rungs: Rungs, objectives: list[str], wall_clock: bool, stored: dict | None = None) -> None:
+    """Check the scheduler settings before anything is written.
+
+    Args:
+        rungs: the requested scheduler and rungs.
+        objectives: the search's objective names.
+        wall_clock: the trials have a wall-clock training budget (rungs need steps).
+        stored: the manifest's `scheduler` entry of the run being resumed (None for a new run).
+
+    Raises:
+        UserError: an unknown scheduler, eta < 2, a first rung not below the full budget, a wall-clock budget,
+            objectives the scheduler cannot rank at intermediate budgets, or a resumed run whose rungs differ.
+    """
     if rungs.scheduler not in SCHEDULERS:
         raise UserError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {rungs.scheduler!r}")
+    if stored is not None and stored != rungs.to_dict():
+        raise UserError(f"the run was started with scheduler settings {_describe(stored)}; it cannot resume with "
+                        f"{_describe(rungs.to_dict())} (pass the run's own --scheduler, --min-budget, --eta and "
+                        f"--budget)")
     if not rungs.active:
         return
     if rungs.eta < 2:
@@ -57,20 +78,51 @@ def validate_rungs(rungs: Rungs, objectives: list[str], wall_clock: bool) -> Non
                         f"{rungs.min_budget}")
     if wall_clock:
         raise UserError("--scheduler needs a step budget (rungs are counted in steps), not --budget-seconds")
+    if rungs.scheduler == "mo-asha":
+        if not any(o in QUALITY for o in objectives):
+            raise UserError(f"--scheduler mo-asha: objectives {', '.join(objectives)} are all known before "
+                            f"training, so there is nothing to rank at the rungs; add a quality objective "
+                            f"({', '.join(sorted(QUALITY))})")
+        return
     if len(objectives) != 1:
         raise UserError(f"--scheduler {rungs.scheduler} ranks one objective (Ray Tune's schedulers take one "
-                        f"scalar metric); got {len(objectives)}: {', '.join(objectives)}")
+                        f"scalar metric; --scheduler mo-asha ranks several); got {len(objectives)}: "
+                        f"{', '.join(objectives)}")
     if objectives[0] not in INTERMEDIATE:
         raise UserError(f"--scheduler {rungs.scheduler}: objective {objectives[0]!r} has no intermediate signal; "
                         f"use one of {', '.join(INTERMEDIATE)}")
 
 
-def make_scheduler(rungs: Rungs, objective: str):
-    """The Ray Tune scheduler of `rungs` (None without one)."""
+def _describe(entry: Mapping[str, Any]) -> str:
+    if entry.get("scheduler", "none") == "none":
+        return "--scheduler none"
+    return (f"--scheduler {entry.get('scheduler')} --min-budget {entry.get('min_budget')} --eta {entry.get('eta')} "
+            f"--budget {entry.get('steps')}")
+
+
+def rung_signals(rungs: Rungs, objectives: list[str]) -> tuple[str, ...]:
+    """The held-out signals a trial reports at each rung (none without a scheduler)."""
+    if not rungs.active:
+        return ()
+    if rungs.scheduler == "mo-asha":
+        from nas.moasha import rung_signals as signals
+
+        return signals(objectives)
+    return (objectives[0],)
+
+
+def make_scheduler(rungs: Rungs, objectives: list[str],
+                   history: Iterable[tuple[Hashable, Mapping[str, Any]]] = ()):
+    """The Ray Tune scheduler of `rungs` (None without one). `history`: (trial key, rung report) pairs a
+    resumed run recorded before (MO-ASHA rebuilds its rung records from them; Ray's ASHA cannot)."""
     if not rungs.active:
         return None
+    if rungs.scheduler == "mo-asha":
+        from nas.moasha import MOASHA
+
+        return MOASHA(rungs.budgets(), rungs.eta, objectives, history=history)
     from ray.tune.schedulers import ASHAScheduler
 
-    metric = get_metric(objective)
-    return ASHAScheduler(time_attr="step", metric=objective, mode="max" if metric.maximize else "min",
+    metric = get_metric(objectives[0])
+    return ASHAScheduler(time_attr="step", metric=objectives[0], mode="max" if metric.maximize else "min",
                          max_t=rungs.steps, grace_period=rungs.min_budget, reduction_factor=rungs.eta)

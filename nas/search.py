@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import pickle
 import shutil
@@ -28,19 +27,23 @@ from pathlib import Path
 from typing import Any, Callable
 
 import optuna
+import pandas as pd
 
 from core.errors import UserError
 from core.fidelity_record import on_record
+from core.metrics import METRICS, names
+from core.objectives import Objective
 from core.provenance import provenance
 from core.run_folder import FORMAT_VERSION, STUDY_FILE, RunFolder
+from nas import rung_resume
 from nas.heartbeat import DRIVER_ATTR, Heartbeat, heartbeat_storage, stale_trial_ids
 from nas.interrupt import Interrupted, SignalGuard
-from nas.objectives import Objective
 from nas.run_lock import HOLDER_FILE, LOCK_FILE, RunLock, driver_id
 from nas.samplers import make_sampler
-from nas.schedulers import Rungs, make_scheduler, validate_rungs
+from nas.schedulers import Rungs, make_scheduler, rung_signals, validate_rungs
 from nas.trial_runner import TrialSettings, constraint_values, prepare, run_trial
-from search_spaces.presets import PRESETS, get_preset
+from search_spaces.config import ArchConfig
+from search_spaces.presets import get_preset, preset_label
 from search_spaces.space import get_space
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
@@ -82,7 +85,8 @@ class SearchResult:
     seconds: float
     report: Path | None = None
     # wall seconds of this invocation's stages: prepare (evaluator, warm-start LUT blocks), ray_startup,
-    # trials (Ray Tune's fit, start-up excluded), report; plus ray_memory_mb (RSS of Ray's processes at start)
+    # trials (Ray Tune's fit, start-up excluded), report; plus ray_memory_mb (RSS of Ray's processes at start) and,
+    # with MO-ASHA, scheduler (seconds its rung decisions took, part of trials)
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -98,11 +102,17 @@ class SearchResult:
 # ---------------------------------------------------------------------------------------------- define-by-run
 def define_by_run(space_name: str, driver: str, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
     """OptunaSearch's space function (module level: restorable). Marks the trial as `driver`'s, records its
-    first heartbeat, and returns the Optuna trial number as a constant."""
-    get_space(space_name).sample(trial)
+    first heartbeat, and returns the Optuna trial number as a constant (and, for a trial requeued to continue an
+    interrupted one, the trial whose rung state it loads and the number its training started as)."""
+    config = get_space(space_name).sample(trial)
     trial.set_user_attr(DRIVER_ATTR, driver)
     trial.study._storage.record_heartbeat(trial._trial_id)
-    return {"_number": trial.number}
+    # the config is built once, here; the worker reads it back instead of rebuilding it from the params
+    out = {"_number": trial.number, "_config": config.to_json(indent=None), "_label": preset_label(config)}
+    if trial.user_attrs.get(rung_resume.RESUMES_ATTR) is not None:
+        out |= {"_resumes": trial.user_attrs[rung_resume.RESUMES_ATTR],
+                "_lineage": trial.user_attrs[rung_resume.LINEAGE_ATTR]}
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- validation
@@ -166,7 +176,9 @@ def validate_options(opts: SearchOptions) -> None:
         raise UserError(f"--latency-budget-ms must be positive, got {s.latency_budget_ms}")
     if s.max_params is not None and s.max_params <= 0:
         raise UserError(f"--max-params must be positive, got {s.max_params}")
-    validate_rungs(opts.rungs, [o.name for o in opts.objectives], s.budget.seconds is not None)
+    existing = RunFolder(opts.run_dir)
+    stored = existing.manifest().get("scheduler", Rungs().to_dict()) if existing.exists() else None
+    validate_rungs(opts.rungs, [o.name for o in opts.objectives], s.budget.seconds is not None, stored)
     if opts.address:
         _check_address(opts.address)
 
@@ -298,9 +310,8 @@ def trial_rows(run: RunFolder, study: optuna.Study) -> list[dict[str, Any]]:
 def trial_row(run: RunFolder, t: optuna.trial.FrozenTrial) -> dict[str, Any]:
     """The trials-table row of one Optuna trial: its metrics.json when the trial wrote one, else state + reason;
     the study's word on its state (stale, interrupted, stopped) wins."""
-    path = run.trial_dir(t.number) / "metrics.json"
-    row = json.loads(path.read_text()) if path.is_file() else {}
-    row.pop("latency_blocks", None)
+    record = run.read_trial_record(t.number)
+    row = record.row() if record is not None else {}
     row.pop("traceback", None)
     row.update(number=t.number, state=row.get("state", t.state.name))
     if t.state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING):
@@ -311,7 +322,7 @@ def trial_row(run: RunFolder, t: optuna.trial.FrozenTrial) -> dict[str, Any]:
     elif t.user_attrs.get("stopped_at_step") is not None:  # its last intermediate values, never complete
         row.update(t.user_attrs.get("stopped_values") or {})
         row.update(state="STOPPED", stopped_at_step=t.user_attrs["stopped_at_step"],
-                   failure_reason=t.user_attrs.get("failure_reason"))
+                   failure_reason=t.user_attrs.get("failure_reason"), stop_reason=t.user_attrs.get("stop_reason"))
     if not row.get("failure_reason"):
         row["failure_reason"] = t.user_attrs.get("failure_reason")
     for k, v in t.params.items():
@@ -326,31 +337,50 @@ def _pareto_size(study: optuna.Study) -> int:
         return 0
 
 
-def pareto_rows(study: optuna.Study, rows: list[dict[str, Any]]) -> list[dict]:
-    """The Pareto-optimal complete trials (Optuna's `best_trials`, feasibility-aware) with their metrics."""
+def pareto_rows(study: optuna.Study, rows: list[dict[str, Any]], objectives: tuple[Objective, ...]) -> list[dict]:
+    """The Pareto-optimal complete trials with their metrics (`reports.pareto.front_numbers`: the same set the
+    report and the export use)."""
+    from reports.pareto import front_numbers
+
     by_number = {r["number"]: r for r in rows}
-    keys = ("number", "arch_id", "preset", "params", "macs", "latency_ms", "fid", "kid", "clip_score", "val_loss")
-    try:
-        best = study.best_trials
-    except (ValueError, RuntimeError):
+    complete = pd.DataFrame([r for r in rows if r.get("state") == "COMPLETE"])
+    if complete.empty:
         return []
-    return [{k: by_number.get(t.number, {}).get(k) for k in keys} for t in best]
+    complete = complete.set_index("number", drop=False).dropna(subset=[o.name for o in objectives])
+    keys = ("number", "arch_id", "preset", *names())
+    return [{k: by_number[n].get(k) for k in keys} for n in front_numbers(study, complete, objectives)]
 
 
 # ---------------------------------------------------------------------------------------------- Ray side
 def _make_searcher(opts: SearchOptions, study: optuna.Study, storage: optuna.storages.BaseStorage,
-                   on_told: Callable[[int], None], guard: SignalGuard, driver: str):
+                   on_told: Callable[[int], None], guard: SignalGuard, driver: str, scheduler: Any = None):
     from ray.tune.search.optuna import OptunaSearch
 
+    run = RunFolder(opts.run_dir)
+
     class RunOptunaSearch(OptunaSearch):
-        """OptunaSearch that records failures as FAIL (with reason) and constraints before telling; a trial
-        that ends without a result after a stop signal is settled as interrupted."""
+        """OptunaSearch that records failures as FAIL (with reason) and constraints before telling; a trial the
+        trial scheduler stopped at a rung as PRUNED with its rung values and the reason; a trial that ends
+        without a final result after a stop signal is settled as interrupted (its rung state is kept for the
+        resume, `nas.rung_resume`)."""
 
         on_told: Callable[[int], None] | None = None  # driver-side hooks; not pickled with Tune's state
         guard: SignalGuard | None = None
+        scheduler: Any = None  # the run's trial scheduler (MO-ASHA keeps its rung decisions)
 
         def __getstate__(self) -> dict:
-            return {k: v for k, v in self.__dict__.items() if k not in ("on_told", "guard")}
+            return {k: v for k, v in self.__dict__.items() if k not in ("on_told", "guard", "scheduler")}
+
+        def _stop_reason(self, trial_id: str, step: Any) -> str | None:
+            """Why the trial scheduler stopped a trial whose last report was a rung's; None if it did not (it
+            was promoted there, or a stop signal ended it)."""
+            decision = getattr(self.scheduler, "decision", None)
+            if decision is not None:  # MO-ASHA says what it decided
+                d = decision(trial_id)
+                return d.reason if d is not None and not d.promoted else None
+            if self.guard and self.guard.received:  # Ray's ASHA keeps no record: the stop signal wins
+                return None
+            return f"{opts.rungs.scheduler}: stopped at rung {step} steps (outside the top 1/{opts.rungs.eta} there)"
 
         def save(self, checkpoint_path: str) -> None:
             with open(checkpoint_path, "wb") as f:
@@ -365,16 +395,25 @@ def _make_searcher(opts: SearchOptions, study: optuna.Study, storage: optuna.sto
                 ot_trial.set_constraint(name, value)
             state = result.get("state", "FAIL")
             values = [result.get(o.name) for o in opts.objectives]
+            stop_reason = self._stop_reason(trial_id, result.get("step")) if state == "RUNNING" else None
+            interrupted = False
+            made = getattr(self.scheduler, "history", None)
+            if made is not None and made(trial_id):  # MO-ASHA's decisions at each rung the trial reached
+                ot_trial.set_user_attr("rung_decisions", [d.to_dict() for d in made(trial_id)])
             if state == "COMPLETE" and all(v is not None for v in values):
                 self._ot_study.tell(ot_trial, values)
-            elif state == "RUNNING":  # its last report was intermediate: the trial scheduler stopped it there
+            elif stop_reason:  # its last report was a rung's and the trial scheduler stopped it there
                 step = result.get("step")
                 ot_trial.set_user_attr("stopped_at_step", step)
                 ot_trial.set_user_attr("stopped_values", {o.name: result.get(o.name) for o in opts.objectives})
+                ot_trial.set_user_attr("rung_values", {k: v for k, v in result.items() if v is not None and (
+                    k in METRICS or k in ("step", "train_loss"))})
+                ot_trial.set_user_attr("stop_reason", stop_reason)
                 ot_trial.set_user_attr("failure_reason", f"stopped early by the {opts.rungs.scheduler} scheduler "
                                                          f"at step {step} of {opts.rungs.steps}")
                 self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
-            elif self.guard and self.guard.received and not result:
+            elif self.guard and self.guard.received and (not result or state == "RUNNING"):
+                interrupted = True
                 ot_trial.set_user_attr("interrupted", True)
                 ot_trial.set_user_attr("failure_reason", INTERRUPTED_REASON.format(signal=self.guard.name))
                 self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
@@ -384,6 +423,8 @@ def _make_searcher(opts: SearchOptions, study: optuna.Study, storage: optuna.sto
                 ot_trial.set_user_attr("failure_reason", reason)
                 self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED if state == "INFEASIBLE"
                                     else optuna.trial.TrialState.FAIL)
+            if not interrupted:  # it ended by itself: its rung states are no longer needed
+                rung_resume.discard_state(run, ot_trial.number, ot_trial.user_attrs)
             self._completed_trials.add(trial_id)
             if self.on_told:
                 self.on_told(ot_trial.number)
@@ -392,11 +433,11 @@ def _make_searcher(opts: SearchOptions, study: optuna.Study, storage: optuna.sto
         space=functools.partial(define_by_run, opts.space, driver),
         metric=[o.name for o in opts.objectives], mode=[o.ray_mode for o in opts.objectives],
         sampler=study.sampler, storage=storage, study_name=study.study_name)
-    searcher.on_told, searcher.guard = on_told, guard
+    searcher.on_told, searcher.guard, searcher.scheduler = on_told, guard, scheduler
     return searcher
 
 
-def _trainable(tune_config: dict, settings: TrialSettings, space_name: str, seed: int) -> dict:
+def _trainable(tune_config: dict, settings: TrialSettings, seed: int) -> dict:
     """The Ray Tune function trainable: one architecture. With rungs (`settings.report_at`) it reports each
     rung's held-out signals with a checkpoint of its training state (state "RUNNING"), so a scheduler can stop
     it there, and a restored trial continues from its last checkpoint; the final report is the full row."""
@@ -409,23 +450,33 @@ def _trainable(tune_config: dict, settings: TrialSettings, space_name: str, seed
 
     number = tune_config["_number"]
     params = {k: v for k, v in tune_config.items() if not k.startswith("_")}
-    config = get_space(space_name).from_params(params)
-    label = next((n for n in PRESETS.names() if get_preset(n) == config), "")
+    config, label = ArchConfig.from_json(tune_config["_config"]), tune_config["_label"]
     context = ray.get_runtime_context()
+    run = RunFolder(settings.run_dir)
+    extra = dict(ray_node=context.get_node_id(), ray_gcs=context.gcs_address)
 
     def on_rung(values: dict, state: TrainState) -> None:
+        path = rung_resume.save_state(run, number, state)  # survives the driver (resuming the run)
         with tempfile.TemporaryDirectory() as folder:
-            state.save(Path(folder) / "train_state.pt")
-            tune.report(values | {"state": "RUNNING"}, checkpoint=tune.Checkpoint.from_directory(folder))
+            shutil.copyfile(path, Path(folder) / rung_resume.TRAIN_STATE)
+            # every objective is named (None until the full budget): Tune checks each result has the searcher's
+            tune.report(dict.fromkeys(settings.metrics) | values | {"state": "RUNNING"},
+                        checkpoint=tune.Checkpoint.from_directory(folder))
 
     checkpoint = tune.get_checkpoint()
-    resume = None
-    if checkpoint is not None:
+    resume, rungs = None, None
+    if checkpoint is not None:  # Ray restarted this trial (its worker died): from its own last rung
         with checkpoint.as_directory() as folder:
-            resume = TrainState.load(Path(folder) / "train_state.pt")
-    row = run_trial(settings, config, number, seed, label=label, params=params,
-                    extra=dict(ray_node=context.get_node_id(), ray_gcs=context.gcs_address),
-                    on_rung=on_rung if settings.report_at else None, resume=resume)
+            resume = TrainState.load(Path(folder) / rung_resume.TRAIN_STATE)
+        rungs = rung_resume.rungs_before(run, number, resume.step)
+    elif tune_config.get("_resumes") is not None:  # requeued: continues an interrupted trial from its last rung
+        try:
+            resume, rungs = rung_resume.load_state(run, int(tune_config["_resumes"]))
+            extra |= dict(resumed_from=int(tune_config["_resumes"]), resumed_at_step=resume.step)
+        except UserError as err:  # trains from the start instead (nothing is lost but time)
+            extra |= dict(resume_failed=str(err))
+    row = run_trial(settings, config, number, seed, label=label, params=params, extra=extra,
+                    on_rung=on_rung if settings.report_at else None, resume=resume, rungs=rungs)
     result = {k: v for k, v in row.items() if not k.startswith("p_") and k not in ("config_json", "traceback")}
     result["constraints"] = constraint_values(settings, row)
     tune.report(result)
@@ -467,7 +518,7 @@ def run_search(opts: SearchOptions, progress: Callable[[dict], None] | None = No
     validate_options(opts)
     opts.run_dir = opts.run_dir.resolve()
     opts.settings = dataclasses.replace(opts.settings, report_at=tuple(opts.rungs.budgets()),
-                                        rung_signals=(opts.objectives[0].name,) if opts.rungs.active else ())
+                                        rung_signals=rung_signals(opts.rungs, [o.name for o in opts.objectives]))
     with SignalGuard(hint=f"; resume with: nas search --run-dir {opts.run_dir} --resume") as guard:
         opened = _open_run(opts)
         try:
@@ -485,6 +536,8 @@ def _search(opts: SearchOptions, opened: _OpenRun, guard: SignalGuard, began: fl
             for name in opts.warm_start:
                 study.enqueue_trial(get_space(opts.space).params_of(get_preset(name)), skip_if_exists=True)
         _settle_stale(study, exclusive=opened.lock is not None)
+        if not opened.fresh:  # trials a stop signal or a dead driver interrupted continue from their last rung
+            rung_resume.requeue_interrupted(study, run)
         manifest = run.manifest()
         stage = time.perf_counter()
         manifest.update(prepare(settings, [get_preset(n) for n in opts.warm_start], progress=prepare_progress))
@@ -495,7 +548,8 @@ def _search(opts: SearchOptions, opened: _OpenRun, guard: SignalGuard, began: fl
         remaining = opts.trials - finished
         if remaining > 0:
             stage = time.perf_counter()
-            ray_startup, timings["ray_memory_mb"] = _run_tuner(opts, run, study, remaining, progress, guard)
+            ray_startup, timings["ray_memory_mb"] = _run_tuner(opts, run, study, remaining, progress, guard,
+                                                               timings)
             timings |= {"ray_startup": ray_startup, "trials": time.perf_counter() - stage - ray_startup}
     except BaseException as err:
         started = any(t.state != optuna.trial.TrialState.WAITING for t in study.get_trials(deepcopy=False))
@@ -519,7 +573,7 @@ def _search(opts: SearchOptions, opened: _OpenRun, guard: SignalGuard, began: fl
         raise Interrupted(guard.received, f"interrupted by {guard.name}: {complete} of {opts.trials} trials "
                           f"complete, {n} running trial(s) settled as interrupted; resume with: nas search "
                           f"--run-dir {run.path} --resume")
-    result = SearchResult(run.path, complete, failed, pareto_rows(study, rows), 0.0, timings=timings)
+    result = SearchResult(run.path, complete, failed, pareto_rows(study, rows, opts.objectives), 0.0, timings=timings)
     if opts.report and complete:
         from reports import build_report
 
@@ -534,9 +588,11 @@ _DRIVER = driver_id()
 
 
 def _run_tuner(opts: SearchOptions, run: RunFolder, study: optuna.Study, remaining: int,
-               progress: Callable[[dict], None] | None, guard: SignalGuard) -> tuple[float, float]:
-    """Run `remaining` trials with Ray Tune; returns Ray's start-up seconds and its processes' memory (MB).
-    A stop signal (recorded by `guard`) stops every running trial and returns."""
+               progress: Callable[[dict], None] | None, guard: SignalGuard,
+               timings: dict[str, float]) -> tuple[float, float]:
+    """Run `remaining` trials with Ray Tune; returns Ray's start-up seconds and its processes' memory (MB), and
+    puts the scheduler's decision seconds in `timings`. A stop signal (recorded by `guard`) stops every running
+    trial and returns. With MO-ASHA on a resumed run, the rung records are rebuilt from the trials' records."""
     import ray
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
@@ -572,21 +628,28 @@ def _run_tuner(opts: SearchOptions, run: RunFolder, study: optuna.Study, remaini
     heartbeat.start()
     try:
         storage = open_storage(run.storage_url())  # a plain RDBStorage pickles with Tune's state
-        searcher = ConcurrencyLimiter(_make_searcher(opts, study, storage, on_told, guard, _DRIVER),
+        objectives = [o.name for o in opts.objectives]
+        scheduler = make_scheduler(opts.rungs, objectives, history=rung_resume.rung_history(run, study)
+                                   if opts.rungs.scheduler == "mo-asha" else ())
+        searcher = ConcurrencyLimiter(_make_searcher(opts, study, storage, on_told, guard, _DRIVER, scheduler),
                                       max_concurrent=opts.workers)
-        trainable = tune.with_parameters(_trainable, settings=opts.settings, space_name=opts.space, seed=opts.seed)
+        trainable = tune.with_parameters(_trainable, settings=opts.settings, seed=opts.seed)
         resources = {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial}
         tuner = tune.Tuner(
             tune.with_resources(trainable, resources),
             tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining, reuse_actors=True,
-                                        scheduler=make_scheduler(opts.rungs, opts.objectives[0].name)),
+                                        scheduler=scheduler),
             run_config=tune.RunConfig(
                 name=f"tune-{int(time.time())}", storage_path=str(run.path / "ray"), verbose=0, stop=StopOnSignal(),
                 failure_config=tune.FailureConfig(max_failures=opts.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
         )
         guard.immediate = False  # from here a signal stops the trials through StopOnSignal
-        tuner.fit()
+        try:
+            tuner.fit()
+        finally:
+            if hasattr(scheduler, "seconds"):  # MO-ASHA's own decision time (scheduler overhead)
+                timings["scheduler"] = scheduler.seconds
     finally:
         heartbeat.stop()
         ray.shutdown()

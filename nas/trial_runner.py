@@ -6,8 +6,6 @@ training: the returned row has `state="FAIL"` and a `failure_reason`, so the sea
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import time
 import traceback
@@ -20,17 +18,19 @@ import torch
 from core.console import warn
 from core.io import write_json
 from core.metrics import names
+from core.objectives import LATENCY, QUALITY
 from core.run_folder import RunFolder
-from evaluators.cost import analytic_cost
+from evaluators.evaluator import CostEvaluator, LatencyEvaluator, ProxyQualityEvaluator
 from evaluators.latency import latency_budget_warning, validation_on_record
 from evaluators.memory import TooLargeError
-from evaluators.training import Budget, evaluate_arch
+from evaluators.training import Budget
+from evaluators.training.proxy_mode import ProxyMode, budget_hash
 from evaluators.training.rungs import Intermediate
 from evaluators.training.train import TrainState
-from nas.objectives import LATENCY, QUALITY
 from search_spaces.config import ArchConfig
 
 QUALITY_KEYS = names("quality")
+RUNG_COSTS = names("cost") + names("latency")  # known before training: part of every rung report
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,7 @@ class TrialSettings:
     evaluator_recipe: dict = field(default_factory=dict)  # domain-CLIP recipe overrides (tests use tiny ones)
     report_at: tuple[int, ...] = ()  # training steps at which a trial reports to its scheduler (rungs)
     rung_signals: tuple[str, ...] = ("val_loss",)  # held-out signals reported at the rungs
+    proxy: ProxyMode = field(default_factory=ProxyMode)  # how proxies start: scratch, or inherit from a teacher
 
     @property
     def needs_quality(self) -> bool:
@@ -71,8 +72,9 @@ class TrialSettings:
 
     @property
     def budget_hash(self) -> str:
-        """10 hex digits of the budget (every field: steps, scale, data, sampler, ...)."""
-        return hashlib.sha256(json.dumps(self.budget.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+        """10 hex digits of the budget (every field: steps, scale, data, sampler, ...) and, for inherit-mode
+        proxies, of the proxy mode (teacher, its steps, distillation): scratch and inherit never share a key."""
+        return budget_hash(self.budget, self.proxy)
 
     def cache_key(self, arch_id: str, seed: int) -> str:
         """Key of the quality cache: same architecture, seed and budget give the same metrics."""
@@ -92,7 +94,7 @@ def constraint_values(settings: TrialSettings, row: dict[str, Any]) -> dict[str,
 def run_trial(settings: TrialSettings, config: ArchConfig, number: int, seed: int, *, label: str = "",
               params: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
               on_rung: Callable[[dict, TrainState], None] | None = None,
-              resume: TrainState | None = None) -> dict[str, Any]:
+              resume: TrainState | None = None, rungs: list[dict] | None = None) -> dict[str, Any]:
     """Evaluate `config` as trial `number` of the run; returns its trials-table row (also in metrics.json).
 
     Args:
@@ -107,6 +109,8 @@ def run_trial(settings: TrialSettings, config: ArchConfig, number: int, seed: in
             <signal>}) and the training state to checkpoint; the trial's metrics.json then holds the row so
             far with state RUNNING and the rung history.
         resume: a training state to continue from (a restored checkpoint).
+        rungs: the rung reports made before `resume` (a trial continuing an interrupted one's rung state);
+            each new rung report also holds the cost metrics known before training (params, MACs, latency).
     """
     run = RunFolder(settings.run_dir)
     out_dir = run.trial_dir(number)
@@ -119,23 +123,21 @@ def run_trial(settings: TrialSettings, config: ArchConfig, number: int, seed: in
                                **(extra or {}), **{f"p_{k}": v for k, v in (params or {}).items()})
     latency_blocks: list[dict] = []
     try:
-        cost = analytic_cost(config)
-        row.update(params=cost.params, macs=cost.macs, macs_no_attention=cost.macs_no_attention)
+        row.update(CostEvaluator().evaluate(config))
         if settings.needs_latency:
-            began = time.perf_counter()
-            prediction = _predictor(settings).predict(config, calibrate=settings.calibrate)
-            row.update(latency_ms=prediction.latency_ms, seconds_latency=time.perf_counter() - began)
-            latency_blocks = [dataclasses.asdict(b) for b in prediction.blocks]
+            row.update(LatencyEvaluator(_predictor(settings), settings.calibrate).evaluate(config))
+            latency_blocks = row.pop("latency_blocks")
         violated = {k: v for k, v in constraint_values(settings, row).items() if v > 0}
         if violated:
             row.update(state="INFEASIBLE", failure_reason="infeasible: " + ", ".join(
                 f"{k} exceeds the limit by {v:.4g}" for k, v in violated.items()))
         elif settings.needs_quality:
-            history: list[dict] = []
+            history: list[dict] = list(rungs or [])
 
             def rung(values: dict, state: TrainState) -> None:
+                values = values | {k: row[k] for k in RUNG_COSTS if row.get(k) is not None}
                 history.append(values)
-                write_json(out_dir / "metrics.json", row | values | {"state": "RUNNING", "rungs": json.dumps(history)})
+                run.write_trial_record(row | values | {"state": "RUNNING", "rungs": history})
                 if on_rung:
                     on_rung(values, state)
 
@@ -150,7 +152,7 @@ def run_trial(settings: TrialSettings, config: ArchConfig, number: int, seed: in
         row.update(state="FAIL", failure_reason=f"{type(err).__name__}: {err}".splitlines()[0][:500],
                    traceback=traceback.format_exc(limit=8))
     row["seconds_total"] = time.perf_counter() - start
-    write_json(out_dir / "metrics.json", row | {"latency_blocks": latency_blocks})
+    run.write_trial_record(row | {"latency_blocks": latency_blocks})
     return row
 
 
@@ -160,16 +162,13 @@ def _quality(settings: TrialSettings, run: RunFolder, config: ArchConfig, seed: 
     if cache_file.is_file():
         cached = json.loads(cache_file.read_text())
         return cached | {"cached": True}
-    result = evaluate_arch(config, settings.budget, seed=seed, out_dir=out_dir, evaluator=_evaluator(settings),
-                           device=settings.device, max_memory=settings.max_memory, intermediate=intermediate)
-    if result.failed:
-        return {"state": "FAIL", "failure_reason": result.failure_reason}
-    grid = result.sample_grid
-    metrics = {k: getattr(result, k) for k in QUALITY_KEYS} | {
-        f"seconds_{stage}": seconds for stage, seconds in result.seconds.items()} | {
-        "steps": result.steps, "proxy_params": result.proxy_params,
-        "sample_grid": str(Path(grid).resolve().relative_to(run.path.resolve())) if grid else None,
-    }
+    evaluator = ProxyQualityEvaluator(_evaluator(settings), seed, settings.device, settings.max_memory,
+                                      proxy_mode=settings.proxy)
+    metrics = evaluator.evaluate(config, settings.budget, out_dir=out_dir, intermediate=intermediate)
+    if metrics.get("state") == "FAIL":
+        return metrics
+    grid = metrics["sample_grid"]
+    metrics["sample_grid"] = str(Path(grid).resolve().relative_to(run.path.resolve())) if grid else None
     write_json(cache_file, metrics)
     return metrics
 
@@ -198,6 +197,20 @@ def _evaluator(settings: TrialSettings):
                                  **settings.evaluator_recipe)
 
 
+def _teacher(settings: TrialSettings) -> dict[str, Any]:
+    """Load (or train, with a progress bar) the teacher of an inherit-mode run; its description."""
+    from evaluators.training.teacher import load_teacher
+    from nas.commands.proxy_options import teacher_progress
+
+    mode = settings.proxy
+    with teacher_progress(mode.teacher) as progress:
+        teacher = load_teacher(mode.teacher_arch, settings.budget, label=mode.teacher, steps=mode.steps,
+                               seed=mode.teacher_seed, train_allowed=mode.train_teacher, device=settings.device,
+                               progress=progress)
+    teacher.check_matches(settings.budget)
+    return dict(teacher.info)
+
+
 def prepare(settings: TrialSettings, configs: list[ArchConfig], progress=None) -> dict[str, Any]:
     """Driver-side set-up before trials compete for the CPU: train or load the quality evaluator, measure
     the blocks of `configs` (the warm-start presets) and the latency calibration.
@@ -211,6 +224,9 @@ def prepare(settings: TrialSettings, configs: list[ArchConfig], progress=None) -
     info: dict[str, Any] = {}
     if settings.needs_quality:
         info["evaluator"] = dict(_evaluator(settings).info)
+        info["proxy"] = settings.proxy.to_dict()
+        if settings.proxy.inherit and settings.proxy.train_teacher:  # trained here once, before the workers
+            info["proxy"]["teacher_info"] = _teacher(settings)
     if settings.needs_latency:
         predictor = _predictor(settings)
         predictor.ensure(configs, progress=progress)

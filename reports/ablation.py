@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from core.errors import UserError
-from core.metrics import names
-from core.run_folder import METRIC_DIRECTIONS, RunFolder
+from core.metrics import METRIC_DIRECTIONS, names
+from core.run_folder import RunFolder
 from reports.run_parts import SampleGrid, first_seed_grids, provenance_rows
 from reports.seed_spread import verdict
 

@@ -28,7 +28,7 @@ import numpy as np
 import optuna
 from scipy import stats
 
-from reports.run_data import Objective
+from core.objectives import Objective
 
 TARGET_QUANTILE = 0.1  # PED-ANOVA's default: importance of reaching the top 10%
 MIN_TOP_TRIALS = 5  # Optuna's advice for PED-ANOVA: at least 5 trials above the target quantile

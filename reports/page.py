@@ -8,6 +8,7 @@ from reports.designs import DesignTableInfo
 from reports.importance import ImportanceSection
 from reports.layout import Page, Report, esc, fmt
 from reports.run_data import METRIC_LABELS
+from reports.rungs import rungs_section
 from reports.sections import TABLE_METRICS, ReportInfo
 
 
@@ -38,12 +39,13 @@ def _pareto_table(page: Page, info: ReportInfo) -> None:
     page.add(f"<p>From {esc(p.source)}. Knee point (★): {esc(p.knee_definition)}.</p>")
     if p.spread:
         page.add(f'<p class="spread">{esc(p.spread)}</p>')
-    head = "".join(f"<th>{esc(METRIC_LABELS[m])}</th>" for m in TABLE_METRICS)
+    shown = [m for m in TABLE_METRICS if any(r.metrics[m] is not None for r in p.rows)]
+    head = "".join(f"<th>{esc(METRIC_LABELS[m])}</th>" for m in shown)
     rows = []
     for r in p.rows:
         mark = " ★ knee" if r.knee else ""
         preset = f" ({esc(r.preset)})" if r.preset else ""
-        cells = "".join(f"<td>{fmt(m, r.metrics[m])}</td>" for m in TABLE_METRICS)
+        cells = "".join(f"<td>{fmt(m, r.metrics[m])}</td>" for m in shown)
         rows.append(f'<tr class="{"knee" if r.knee else ""}"><td>{r.number}{mark}</td><td>{esc(r.arch_id)}{preset}</td>'
                     f'<td class="design">{esc(r.design)}</td>{cells}</tr>')
     page.add(f'<table id="pareto-table"><tr><th>trial</th><th>arch id</th><th>design (channels, ResNets down/up, '
@@ -121,6 +123,8 @@ def render(info: ReportInfo) -> Report:
     page.add("<h2>Hypervolume history</h2>")
     page.add(f"<p>{esc(info.hypervolume.normalisation)}.</p>")
     page.figure("hypervolume", figures.hypervolume_figure(info.hypervolume))
+    if info.rungs is not None:  # runs with a trial scheduler
+        rungs_section(page, info.rungs)
     page.add("<h2>Design dimensions</h2>")
     page.add(f"<p>One figure per UNet part (global choices, each level, the bottleneck): each complete trial is a "
              f"ribbon through its choices, coloured by {esc(METRIC_LABELS[info.parallel.colour_by])}. n/a: the "

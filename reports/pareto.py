@@ -8,13 +8,17 @@ is constant over the set contributes 0.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pandas as pd
 
 from core.errors import UserError
-from reports.run_data import Objective, RunData
+from core.objectives import Objective
+from reports.run_data import RunData
+
+if TYPE_CHECKING:
+    import optuna
 
 PICKS = ("knee", "min-latency", "min-fid", "max-clip")
 _PICK_METRIC = {"min-latency": ("latency_ms", False), "min-fid": ("fid", False), "max-clip": ("clip_score", True)}
@@ -43,15 +47,26 @@ def nondominated(loss: np.ndarray) -> np.ndarray:
     return mask
 
 
-def pareto_numbers(data: RunData) -> list[int]:
-    """Trial numbers of the run's Pareto set: Optuna's `study.best_trials` (which also honours the
-    study's constraints), or the table's front when the study cannot be loaded."""
-    if data.study is not None:
-        numbers = sorted(t.number for t in data.study.best_trials if t.number in data.complete.index)
+def front_numbers(study: optuna.Study | None, complete: pd.DataFrame, objectives: Sequence[Objective]) -> list[int]:
+    """Trial numbers of a run's Pareto set, the one definition the search summary, the report and the export
+    share: Optuna's `study.best_trials` (which also honours the study's constraints) among the `complete` rows
+    (indexed by trial number), or the front of those rows when there is no study to ask."""
+    if study is not None:
+        try:
+            numbers = sorted(t.number for t in study.best_trials if t.number in complete.index)
+        except (ValueError, RuntimeError):  # no complete trial in the study yet
+            numbers = []
         if numbers:
             return numbers
-    mask = nondominated(losses(data.complete, data.objectives))
-    return [int(n) for n in data.complete.index[mask]]
+    if complete.empty:
+        return []
+    mask = nondominated(losses(complete, objectives))
+    return [int(n) for n in complete.index[mask]]
+
+
+def pareto_numbers(data: RunData) -> list[int]:
+    """Trial numbers of the run's Pareto set (`front_numbers` of its study and complete trials)."""
+    return front_numbers(data.study, data.complete, data.objectives)
 
 
 def knee(frame: pd.DataFrame, objectives: Sequence[Objective]) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,27 +10,11 @@ import optuna
 import pandas as pd
 
 from core.errors import UserError
-from core.metrics import METRICS
-from core.run_folder import METRIC_DIRECTIONS, RunFolder
+from core.metrics import METRIC_DIRECTIONS, METRICS
+from core.objectives import Objective
+from core.run_folder import RunFolder
 
-KINDS = ("search", "ablation", "fidelity")  # manifest "kind" of the run folders (a search writes none)
 METRIC_LABELS = {n: m.label for n, m in METRICS.items()}
-
-
-@dataclass(frozen=True)
-class Objective:
-    """One objective of the run, in the study's value order."""
-
-    name: str  # a trials-table metric column (fid, clip_score, latency_ms, ...)
-    direction: str  # "minimize" | "maximize"
-
-    @property
-    def maximize(self) -> bool:
-        return self.direction == "maximize"
-
-    @property
-    def label(self) -> str:
-        return f"{METRIC_LABELS.get(self.name, self.name)} {'↑' if self.maximize else '↓'}"
 
 
 @dataclass
@@ -50,14 +33,14 @@ class RunData:
     def count(self, state: str) -> int:
         return int((self.trials["state"] == state).sum()) if len(self.trials) else 0
 
-    def trial_metrics(self, number: int) -> dict[str, Any]:
-        """The trial's metrics.json (empty when missing or unreadable)."""
-        path = self.run.trial_dir(number) / "metrics.json"
+    def trial_record(self, number: int) -> dict[str, Any]:
+        """The trial's record (`core.records.TrialRecord`, as a dict; empty when missing or unreadable: the
+        report then says what it could not show)."""
         try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
+            record = self.run.read_trial_record(number)
+        except UserError:
             return {}
-        return data if isinstance(data, dict) else {}
+        return record.model_dump() if record is not None else {}
 
     def grid_path(self, number: int) -> Path | None:
         """The trial's sample grid PNG, if the table names one that exists."""
@@ -69,11 +52,8 @@ class RunData:
 
 
 def run_kind(manifest: dict[str, Any], path: Path) -> str:
-    """"search", "ablation" or "fidelity" (UserError for another kind)."""
-    kind = manifest.get("kind", "search")
-    if kind not in KINDS:
-        raise UserError(f"{path}: unknown run folder kind {kind!r} (known: {', '.join(KINDS)})")
-    return kind
+    """"search", "ablation" or "fidelity" (`RunFolder.manifest` already refused other kinds)."""
+    return manifest.get("kind", "search")
 
 
 def _objectives(manifest: dict[str, Any], path: Path) -> list[Objective]:

@@ -21,17 +21,18 @@ import pandas as pd
 from optuna._hypervolume import compute_hypervolume
 
 from core.fidelity_record import summary as fidelity_summary
-from core.metrics import METRICS, get_metric
-from core.run_folder import METRIC_DIRECTIONS
+from core.metrics import METRIC_DIRECTIONS, METRICS, get_metric, names
+from core.objectives import Objective
 from reports.ablation import AblationInfo, ablation_infos
 from reports.designs import DesignTableInfo, ParallelInfo, design_table, parallel_info
 from reports.importance import ImportanceSection, importance_section
 from reports.pareto import knee, losses, nondominated, pareto_numbers
-from reports.run_data import METRIC_LABELS, Objective, RunData
+from reports.run_data import METRIC_LABELS, RunData
+from reports.rungs import RungsInfo, rungs_info
 from search_spaces.blocks import part_of
 from search_spaces.config import ArchConfig
 
-TABLE_METRICS = ("params", "macs", "latency_ms", "fid", "kid", "clip_score")
+TABLE_METRICS = names()  # every registered metric; the page shows those the run measured
 HV_REFERENCE = 1.1  # reference point per normalised objective (the worst value seen maps to 1.0)
 
 
@@ -244,7 +245,7 @@ class ArchitectureInfo:
     metrics: dict[str, float | None]
     grid_png: str  # base64 PNG of the sample grid ("" when missing)
     grid_note: str  # why the grid is missing
-    captions: list[str]  # captions of the samples (from metrics.json), unescaped
+    captions: list[str]  # captions of the samples (from the trial record), unescaped
     blocks: list[tuple[str, str, float]]  # (module path, part, ms) in forward order
     latency_note: str  # why the breakdown is missing
 
@@ -254,14 +255,14 @@ def architecture_infos(data: RunData, pareto: ParetoInfo) -> list[ArchitectureIn
     for row in pareto.rows:
         grid = data.grid_path(row.number)
         png = base64.b64encode(grid.read_bytes()).decode() if grid else ""
-        metrics = data.trial_metrics(row.number)
+        metrics = data.trial_record(row.number)
         n_levels = len(json.loads(data.complete.loc[row.number, "config_json"])["levels"])
         blocks = []
         for b in metrics.get("latency_blocks") or []:
             if isinstance(b, dict) and isinstance(b.get("ms"), (int, float)):
                 path = str(b.get("path", "?"))
                 blocks.append((path, part_of(path, n_levels), float(b["ms"])))
-        captions = [str(c) for c in metrics.get("captions") or []]
+        captions = [str(c) for c in metrics.get("sample_captions") or []]
         out.append(ArchitectureInfo(
             row.number, row.arch_id, row.preset, row.knee, row.metrics, png,
             "" if grid else "no sample grid recorded for this trial", captions, blocks,
@@ -283,6 +284,7 @@ class ReportInfo:
     architectures: list[ArchitectureInfo]
     ablations: list[AblationInfo]
     notes: list[str] = field(default_factory=list)  # section-level notes (missing fronts, bad ablation files)
+    rungs: RungsInfo | None = None  # the trial scheduler's rungs (runs with --scheduler only)
 
 
 def compute_report(data: RunData) -> ReportInfo:
@@ -293,4 +295,4 @@ def compute_report(data: RunData) -> ReportInfo:
     return ReportInfo(header_info(data), pareto, two_d, three_d, hypervolume_info(data), parallel_info(data),
                       importance_section(data.study, data.objectives, data.study_error),
                       design_table(data, pareto.rows), architecture_infos(data, pareto), ablations,
-                      notes + ablation_notes)
+                      notes + ablation_notes, rungs_info(data))

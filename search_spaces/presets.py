@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from search_spaces.config import ArchConfig, LevelConfig, MidConfig
 from search_spaces.registry import Registry
 
@@ -13,6 +15,16 @@ def get_preset(name: str) -> ArchConfig:
     config = PRESETS.create(name)
     config.validate()
     return config
+
+
+@functools.cache
+def _preset_ids() -> dict[str, str]:
+    return {get_preset(name).arch_id: name for name in PRESETS.names()}
+
+
+def preset_label(config: ArchConfig) -> str:
+    """The name of the preset `config` is ("" when it is none); the presets are built once per process."""
+    return _preset_ids().get(config.arch_id, "")
 
 
 @PRESETS.register("sd15")

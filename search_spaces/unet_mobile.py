@@ -158,8 +158,3 @@ class UNetMobileSpace(SearchSpace):
                 config = config.replace(levels=tuple(levels))
             out |= {spec for path, spec in arch_blocks(config) if part_of(path, n) == part and spec.kind == "transformer"}
         return out
-
-
-def define_by_run(trial: optuna.trial.BaseTrial) -> None:
-    """Ray Tune / OptunaSearch define-by-run entry point (module-level so restored runs can import it)."""
-    UNetMobileSpace().sample(trial)

@@ -18,7 +18,7 @@ def tiny_settings(run_dir, metrics=("fid", "clip_score", "latency_ms"), **change
 
 
 def tiny_options(run_dir, trials=3, objectives="fid,clip_score,latency_ms", **changes):
-    from nas.objectives import parse_objectives
+    from core.objectives import parse_objectives
     from nas.search import SearchOptions
 
     objs = parse_objectives(objectives)

@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
+from scipy.stats import median_abs_deviation
+
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "thread": time.thread_time}
 TIMERS = (*CLOCKS, "cuda_event")
 
@@ -82,7 +84,7 @@ class Timing:
 def robust_stats(samples_ms: list[float]) -> Timing:
     """Median and spread after dropping samples slower than median + 3 * 1.4826 * MAD."""
     med = statistics.median(samples_ms)
-    mad = 1.4826 * statistics.median(abs(s - med) for s in samples_ms)
+    mad = float(median_abs_deviation(samples_ms, scale="normal"))  # 1.4826 * MAD: a normal sd's estimate
     limit = med + 3 * max(mad, 0.01 * med)
     kept = [s for s in samples_ms if s <= limit]
     std = statistics.pstdev(kept) if len(kept) > 1 else 0.0

@@ -85,15 +85,20 @@ def heldout_loss_grid(model: ProxyModel, scheduler: DDPMScheduler, images: torch
     `heldout_loss`'s one timestep per image (SD3, arXiv 2403.03206, uses such a validation loss). Costs
     `n_timesteps` times `heldout_loss`.
     """
+    losses = [_mean_loss(model, scheduler, images, ids, noise, t, batch_size)
+              for noise, t in grid_problems(images, n_timesteps)]
+    return sum(losses) / len(losses)
+
+
+def grid_problems(images: torch.Tensor, n_timesteps: int = GRID_TIMESTEPS):
+    """The fixed problems of the grid held-out loss: for each of `n_timesteps` evenly spaced timesteps (the
+    midpoints of equal bins of [0, T)), fixed noise (N, C, S, S) and the timestep for every image (N,)."""
     n = images.shape[0]
     gen = torch.Generator().manual_seed(VAL_SEED + 1)
     grid = ((torch.arange(n_timesteps) + 0.5) * TRAIN_TIMESTEPS / n_timesteps).long()  # (K,)
-    losses = []
     for step in grid.tolist():
         noise = torch.randn(images.shape, generator=gen).to(images.device)  # (N, C, S, S)
-        t = torch.full((n,), step, dtype=torch.long, device=images.device)
-        losses.append(_mean_loss(model, scheduler, images, ids, noise, t, batch_size))
-    return sum(losses) / len(losses)
+        yield noise, torch.full((n,), step, dtype=torch.long, device=images.device)
 
 
 @torch.no_grad()

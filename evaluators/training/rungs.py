@@ -13,7 +13,13 @@ import torch
 
 from evaluators.training.budget import Budget
 from evaluators.training.diffusion import heldout_loss, heldout_loss_grid
-from evaluators.training.train import TrainOutcome, TrainState, train
+from evaluators.training.train import (
+    LossFn,
+    TrainOutcome,
+    TrainState,
+    denoising_objective,
+    train,
+)
 
 SIGNALS = {"val_loss": heldout_loss, "val_loss_grid": heldout_loss_grid}  # held-out signals a rung can report
 
@@ -30,15 +36,17 @@ class Intermediate:
 
 def train_in_rungs(model, scheduler, images: torch.Tensor, ids: torch.Tensor, uncond: torch.Tensor, budget: Budget,
                    seed: int, report: Callable[[dict], None] | None, rungs: Intermediate,
-                   held_images: torch.Tensor, held_ids: torch.Tensor) -> TrainOutcome:
+                   held_images: torch.Tensor, held_ids: torch.Tensor,
+                   loss_fn: LossFn = denoising_objective) -> TrainOutcome:
     """`train` to the full budget, pausing at each rung step to report the held-out signals (raw weights, eval
     mode) and the state to continue from. Resumed from `rungs.resume`, rungs already passed are not reported
-    again; the result equals an uninterrupted `train` bit for bit on CPU."""
+    again; the result equals an uninterrupted `train` bit for bit on CPU. `loss_fn` as in `train`."""
     state = rungs.resume
     for step in rungs.at:
         if state is not None and state.step >= step:
             continue
-        outcome = train(model, scheduler, images, ids, uncond, budget, seed, report, resume=state, until=step)
+        outcome = train(model, scheduler, images, ids, uncond, budget, seed, report, resume=state, until=step,
+                        loss_fn=loss_fn)
         if outcome.failure_reason:
             return outcome
         state = outcome.state
@@ -49,4 +57,4 @@ def train_in_rungs(model, scheduler, images: torch.Tensor, ids: torch.Tensor, un
             values[name] = SIGNALS[name](model, scheduler, held_images, held_ids, budget.sample_batch_size)
         model.train()
         rungs.report(values, state)
-    return train(model, scheduler, images, ids, uncond, budget, seed, report, resume=state)
+    return train(model, scheduler, images, ids, uncond, budget, seed, report, resume=state, loss_fn=loss_fn)

@@ -51,13 +51,27 @@ class TrainOutcome:
     state: TrainState | None = None  # where training stopped (to continue it), when `until` stopped it
 
 
+# (model, scheduler, clean, ids, noise, t) -> (objective to minimise, denoising loss to record)
+LossFn = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+
+
+def denoising_objective(model: ProxyModel, scheduler, clean: torch.Tensor, ids: torch.Tensor, noise: torch.Tensor,
+                        t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The default training loss: the denoising loss, both as the objective and as the recorded value."""
+    loss = denoising_loss(model, scheduler, clean, ids, noise, t)
+    return loss, loss
+
+
 def _lr_factor(step: int, warmup: int) -> float:
+    """Linear warm-up factor of the learning rate at `step`. Not torch's LinearLR: a function of the step alone
+    has no state to checkpoint, so a resumed training (TrainState) gets the same rates bit for bit."""
     return min(1.0, (step + 1) / warmup) if warmup else 1.0
 
 
 def train(model: ProxyModel, scheduler, images: torch.Tensor, ids: torch.Tensor, uncond: torch.Tensor,
           budget: Budget, seed: int, report: Callable[[dict], None] | None = None,
-          resume: TrainState | None = None, until: int | None = None) -> TrainOutcome:
+          resume: TrainState | None = None, until: int | None = None,
+          loss_fn: LossFn = denoising_objective) -> TrainOutcome:
     """Train `model` in place on (images, ids) until the budget is spent or the loss stops being finite.
 
     All randomness (batch order, timesteps, noise, caption dropout) comes from one CPU generator seeded
@@ -77,6 +91,8 @@ def train(model: ProxyModel, scheduler, images: torch.Tensor, ids: torch.Tensor,
         resume: a state from an earlier call (`outcome.state`): continue from there, loading its weights,
             optimizer, EMA, batch order and random state into this run.
         until: stop after this many steps in all (a step budget only) and return the state to continue from.
+        loss_fn: the loss of one batch, returning (objective to minimise, denoising loss to record in
+            `losses`); e.g. a `distill.Distiller` adds distillation terms from a teacher.
 
     Returns:
         A TrainOutcome; `failure_reason` is set (and training stopped) on a non-finite loss or gradient.
@@ -119,9 +135,9 @@ def train(model: ProxyModel, scheduler, images: torch.Tensor, ids: torch.Tensor,
         for group in opt.param_groups:
             group["lr"] = lr
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            loss = denoising_loss(model, scheduler, images[idx_d], batch_ids, noise.to(device), t.to(device))
-        value = loss.item()
-        if not math.isfinite(value):
+            loss, denoise = loss_fn(model, scheduler, images[idx_d], batch_ids, noise.to(device), t.to(device))
+        value = denoise.item()
+        if not math.isfinite(value) or loss is not denoise and not math.isfinite(loss.item()):
             outcome.failure_reason = f"non-finite training loss ({value}) at step {step + 1} (lr {lr:g})"
             break
         opt.zero_grad(set_to_none=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -24,11 +25,15 @@ from evaluators.training.diffusion import (
     sample,
     train_scheduler,
 )
+from evaluators.training.distill import Distiller, teacher_distance
 from evaluators.training.grid import write_grid
+from evaluators.training.inherit import inherit_model
 from evaluators.training.model import build_proxy_model
+from evaluators.training.proxy_mode import ProxyMode
 from evaluators.training.rungs import Intermediate, train_in_rungs
+from evaluators.training.teacher import Teacher, load_teacher
 from evaluators.training.text_encoder import tokenize
-from evaluators.training.train import train
+from evaluators.training.train import denoising_objective, train
 from search_spaces.config import ArchConfig
 from search_spaces.proxy import to_proxy
 
@@ -52,6 +57,7 @@ class TrialResult:
     seconds: dict[str, float] = field(default_factory=dict)  # per stage: setup, train, val, val_grid, sample, score
     total_seconds: float = 0.0  # wall clock of the whole trial
     sample_grid: str | None = None  # labelled sample grid PNG, when an output folder was given
+    sample_captions: list[str] = field(default_factory=list)  # captions of the grid's samples, in order
     proxy_params: int = 0  # parameters of the proxy UNet
     text_encoder_params: int = 0  # parameters of the conditioning text encoder (same for every arch)
     loss_curve: list[tuple[int, float]] = field(default_factory=list)  # (step, mean loss of the window)
@@ -60,6 +66,12 @@ class TrialResult:
     evaluator: dict = field(default_factory=dict)  # feature source and models of the quality evaluator
     data: dict = field(default_factory=dict)  # training and held-out data descriptions
     budget: dict = field(default_factory=dict)  # the Budget, as a dict
+    proxy_mode: str = "scratch"  # how the proxy started: "scratch", or "inherit" (teacher weights, distilled)
+    teacher: dict = field(default_factory=dict)  # inherit: the teacher (name, ids, cache entry, its training)
+    inherited_fraction: float | None = None  # inherit: share of the proxy UNet's parameters from the teacher
+    inherit: dict = field(default_factory=dict)  # inherit: parameters per rule, fresh blocks, distillation
+    inherit_fallbacks: list[str] = field(default_factory=list)  # inherit: kinds of change sent fresh, and why
+    teacher_distance: float | None = None  # inherit: mean squared distance to the teacher's held-out predictions
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data."""
@@ -126,7 +138,8 @@ def _loss_curve(losses: list[float], every: int) -> list[tuple[int, float]]:
 def evaluate_arch(config: ArchConfig, budget: Budget = Budget(), seed: int = 0, out_dir: Path | None = None,
                   evaluator=None, report: Callable[[dict], None] | None = None,
                   device: str | torch.device = "cpu", max_memory: int | None = None,
-                  intermediate: Intermediate | None = None) -> TrialResult:
+                  intermediate: Intermediate | None = None, proxy_mode: ProxyMode | None = None,
+                  teacher_progress: Callable[[int, int, float], None] | None = None) -> TrialResult:
     """Estimate the image quality of an architecture by a short text-to-image training of its proxy.
 
     Stages: setup (data, tokens, model, evaluator), train (the proxy UNet and its own text encoder),
@@ -148,13 +161,20 @@ def evaluate_arch(config: ArchConfig, budget: Budget = Budget(), seed: int = 0, 
         max_memory: bytes the trial may use at most (None: what the device has available now).
         intermediate: report held-out signals with a checkpoint at these steps, and/or resume from one
             (trial schedulers); see `evaluators.training.rungs`.
+        proxy_mode: None or scratch: fresh weights. Inherit: the proxy starts from the mode's teacher (loaded
+            from the cache, or trained on first use; its one-time training is reported in `teacher`, not in
+            this trial's seconds), fine-tunes for `budget.steps` with distillation from it, and is also
+            scored by its distance to the teacher's predictions.
+        teacher_progress: called with (steps done, total, loss) while the teacher trains.
 
     Returns:
         A TrialResult. A non-finite loss, gradient or sample gives `failed=True` with a `failure_reason`
         instead of an exception; bad input (budget, data, config) raises.
 
     Raises:
-        UserError, ConfigError: the budget, data source or proxy config is invalid. TooLargeError (a
+        UserError, ConfigError: the budget, data source or proxy config is invalid, or (inherit) the teacher
+            cannot anchor this trial (another scale or data, nothing to inherit, not trained and training
+            not allowed). TooLargeError (a
             UserError): the proxy's estimated memory exceeds `max_memory` or the available memory; raised
             before anything is built.
     """
@@ -186,6 +206,18 @@ def evaluate_arch(config: ArchConfig, budget: Budget = Budget(), seed: int = 0, 
     uncond = tokenize([""], proxy.context_len)[0].to(device)  # (L,)
     model = build_proxy_model(proxy, train_ids, seed).to(device)
     result.proxy_params, result.text_encoder_params = model.unet_params, model.text_params
+    teacher = None
+    if proxy_mode is not None and proxy_mode.inherit:
+        teacher = load_teacher(proxy_mode.teacher_arch, budget, label=proxy_mode.teacher, steps=proxy_mode.steps,
+                               seed=proxy_mode.teacher_seed, train_allowed=proxy_mode.train_teacher, device=device,
+                               progress=teacher_progress, train_set=train_set)
+        teacher.check_matches(budget)
+        start += teacher.info["seconds_now"]  # the one-time teacher training is not this trial's time
+        clock[0] += teacher.info["seconds_now"]
+        inherited = inherit_model(teacher.model, model, proxy_mode.policy)
+        result.proxy_mode, result.teacher = proxy_mode.mode, dict(teacher.info)
+        result.inherited_fraction, result.inherit_fallbacks = inherited.fraction, inherited.fallbacks
+        result.inherit = inherited.to_dict() | {"distill": dataclasses.asdict(proxy_mode.distill)}
     if evaluator is None:
         evaluator = get_quality_evaluator(source="domain", image_size=budget.image_size, device=str(device))
     result.evaluator = dict(evaluator.info)
@@ -193,13 +225,17 @@ def evaluate_arch(config: ArchConfig, budget: Budget = Budget(), seed: int = 0, 
     finish("setup")
 
     try:
-        if intermediate is None:
-            outcome = train(model, scheduler, train_set.images.to(device), train_ids.to(device), uncond, budget,
-                            seed, report)
-        else:
-            outcome = train_in_rungs(model, scheduler, train_set.images.to(device), train_ids.to(device), uncond,
-                                     budget, seed, report, intermediate, held.images[:budget.n_val].to(device),
-                                     held_ids[:budget.n_val])
+        with _loss(teacher, model, proxy_mode) as loss_fn:
+            if teacher is not None:
+                result.inherit["feature_points"] = sorted(loss_fn.points)
+            if intermediate is None:
+                outcome = train(model, scheduler, train_set.images.to(device), train_ids.to(device), uncond, budget,
+                                seed, report, loss_fn=loss_fn)
+            else:
+                outcome = train_in_rungs(model, scheduler, train_set.images.to(device), train_ids.to(device),
+                                         uncond, budget, seed, report, intermediate,
+                                         held.images[:budget.n_val].to(device), held_ids[:budget.n_val],
+                                         loss_fn=loss_fn)
         result.steps = outcome.steps
         result.loss_curve = _loss_curve(outcome.losses, budget.report_every)
         if outcome.losses:
@@ -220,6 +256,10 @@ def evaluate_arch(config: ArchConfig, budget: Budget = Budget(), seed: int = 0, 
         result.val_loss_grid = heldout_loss_grid(model, scheduler, held.images[:budget.n_val].to(device),
                                                  held_ids[:budget.n_val], budget.sample_batch_size)
         finish("val_grid")
+        if teacher is not None:
+            result.teacher_distance = teacher_distance(model, teacher.model, held.images[:budget.n_val].to(device),
+                                                       held_ids[:budget.n_val], scheduler, budget.sample_batch_size)
+            finish("teacher_distance")
 
         captions = held.captions[:budget.n_samples]
         fake = sample(model, scheduler, held_ids[:budget.n_samples], uncond, kind=budget.sampler,
@@ -236,14 +276,23 @@ def evaluate_arch(config: ArchConfig, budget: Budget = Budget(), seed: int = 0, 
         path = Path(out_dir) / f"samples-{config.arch_id}-seed{seed}.png"
         title = f"arch {config.arch_id}  seed {seed}  {outcome.steps} steps  cfg {budget.cfg_scale}"
         result.sample_grid = str(write_grid(fake[:k], captions[:k], path, title=title))
+        result.sample_captions = [str(c) for c in captions[:k]]
     finish("sample")
 
     scores = evaluator.score(fake, captions, held.images[:budget.n_real])
-    result.fid, result.kid, result.clip_score, result.cmmd = (
-        float(scores[k]) for k in ("fid", "kid", "clip_score", "cmmd"))
+    for name, value in scores.items():  # the evaluator's sample metrics (registry names): fid, kid, clip_score, cmmd
+        setattr(result, name, float(value))
     finish("score")
     result.total_seconds = time.perf_counter() - start
     return result
+
+
+def _loss(teacher: Teacher | None, model, proxy_mode: ProxyMode | None) -> contextlib.AbstractContextManager:
+    """The training loss as a context: distillation from the teacher (hooks removed on exit), or the plain
+    denoising loss."""
+    if teacher is None:
+        return contextlib.nullcontext(denoising_objective)
+    return Distiller(teacher.model, model, proxy_mode.distill)
 
 
 def check_proxy_fits(config: ArchConfig, budget: Budget, device: str = "cpu",

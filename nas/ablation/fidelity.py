@@ -150,6 +150,7 @@ def run_fidelity(plan: StudyPlan, *, imports: list[Path] = (), train: bool = Tru
     manifest = dict(command=command or [], panel=plan.panel_name, archs=[lbl for lbl, _ in plan.panel],
                     seeds=dict(short=plan.short_seeds, reference=plan.reference_seeds),
                     budgets=dict(short=plan.short.budget.to_dict(), reference=plan.reference.budget.to_dict()),
+                    proxy=dict(short=plan.short.proxy.to_dict(), reference=plan.reference.proxy.to_dict()),
                     metrics=list(QUALITY_KEYS), device=plan.short.device,
                     provenance=provenance(device=plan.short.device))
     run, _ = open_run(Path(plan.short.run_dir), KIND, manifest, same=("budgets",))
@@ -169,7 +170,7 @@ def run_fidelity(plan: StudyPlan, *, imports: list[Path] = (), train: bool = Tru
             if not weights.startswith(imported[key].get("evaluator_sha256") or ""):
                 other_weights += 1  # same recipe, other weights (retrained elsewhere): not the same scores
                 continue
-            write_json(run.trial_dir(job.number) / "metrics.json", _imported_row(imported[key], job, settings))
+            run.write_trial_record(_imported_row(imported[key], job, settings))
         if train:
             def report(d: int, t: int, base: int = done) -> None:
                 if progress:
@@ -235,18 +236,19 @@ def write_study(run_path: Path, plan: StudyPlan, jobs: dict[str, list[Job]], row
 
 
 def _ci(value: float | None, low: float | None, high: float | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if pd.isna(value):
         return "-"
     return f"{value:.2f} [{low:.2f}, {high:.2f}]"
 
 
 def _num(value: Any, fmt: str = ".3g") -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, fmt)
+    return "-" if pd.isna(value) else format(value, fmt)
 
 
 def describe(settings: TrialSettings) -> str:
     b = settings.budget
-    return f"{b.steps} steps, {b.image_size} px, width / {b.width_divisor}"
+    anchored = f", inherit from {settings.proxy.teacher}" if settings.proxy.inherit else ""
+    return f"{b.steps} steps, {b.image_size} px, width / {b.width_divisor}{anchored}"
 
 
 def markdown(corr: pd.DataFrame, plan: StudyPlan, trials: pd.DataFrame, prov: dict[str, Any]) -> str:

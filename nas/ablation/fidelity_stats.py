@@ -19,7 +19,7 @@ from scipy import stats
 BUDGETS = ("short", "reference")
 N_RESAMPLES = 1000  # bootstrap resamples per interval (percentile intervals are stable to ~0.02 at 1000)
 # Stages a signal needs besides training, for its cost in seconds (the trial's own timings).
-SIGNAL_STAGES = {"val_loss": ("val",), "val_loss_grid": ("val_grid",)}
+SIGNAL_STAGES = {"val_loss": ("val",), "val_loss_grid": ("val_grid",), "teacher_distance": ("teacher_distance",)}
 SAMPLE_STAGES = ("sample", "score")  # FID, KID, CLIP score, CMMD: generate images, then score them
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
+import pandas as pd
 from scipy import stats
 
 from core.errors import UserError
@@ -22,11 +22,11 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float | 
     """
     if not 0 < confidence < 1:
         raise UserError(f"confidence must be in (0, 1), got {confidence}")
-    xs = [float(v) for v in values if v is not None and not math.isnan(float(v))]
-    if not xs:
+    xs = pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce").dropna()
+    if xs.empty:
         return None, None
-    mean = sum(xs) / len(xs)
+    mean = float(xs.mean())
     if len(xs) < 2:
         return mean, None
-    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1))
-    return mean, float(stats.t.ppf(0.5 + confidence / 2, len(xs) - 1)) * sd / math.sqrt(len(xs))
+    low, _ = stats.t.interval(confidence, len(xs) - 1, loc=mean, scale=stats.sem(xs))
+    return mean, mean - float(low)

@@ -12,7 +12,6 @@ CSV columns: ROW_COLUMNS, then `latency_ms_<device>` per latency device, then `d
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -135,7 +134,7 @@ def device_latencies(configs: list, devices: tuple[str, ...], settings: TrialSet
 
 
 def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    return bool(pd.isna(value)) if not isinstance(value, (list, tuple, dict)) else False
 
 
 def _delta(a: Any, b: Any) -> float | None:
@@ -249,7 +248,8 @@ def run_ablation(spec: AblationSpec, settings: TrialSettings, *, address: str | 
     configs = list({r.config.arch_id: r.config for r in spec.rows}.values())
     manifest = dict(command=spec.command, space=spec.space, baseline=spec.baseline, seeds=spec.seeds,
                     confidence=spec.confidence, steps=[[r.mode, r.step] for r in spec.rows],
-                    budget=settings.budget.to_dict(), latency_devices=list(spec.latency_devices),
+                    budget=settings.budget.to_dict(), proxy=settings.proxy.to_dict(),
+                    latency_devices=list(spec.latency_devices),
                     image_size=settings.image_size, metrics=list(settings.metrics), device=settings.device,
                     provenance=provenance(seeds=spec.seeds, device=settings.device))
     run, _ = open_run(Path(settings.run_dir), KIND, manifest, same=("budget",))
@@ -263,7 +263,8 @@ def run_ablation(spec: AblationSpec, settings: TrialSettings, *, address: str | 
     trial_rows = {(j.config.arch_id, j.seed): r for j, r in zip(jobs, results)}
     rows = aggregate(spec, trial_rows, latencies)
     prov = provenance(seeds=list(range(spec.seeds)), device=settings.device, budget=settings.budget.to_dict(),
-                      evaluator=info.get("evaluator"), latency=info.get("latency"), image_size=settings.image_size,
+                      evaluator=info.get("evaluator"), latency=info.get("latency"), proxy=info.get("proxy"),
+                      image_size=settings.image_size,
                       latency_devices=list(spec.latency_devices), baseline=spec.baseline,
                       confidence=spec.confidence)
     files = write_tables(run, spec, rows, prov)

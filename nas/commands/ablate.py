@@ -21,6 +21,8 @@ from rich.table import Table
 
 from core.console import console, err_console, human, print_json
 from evaluators.training import Budget, fit_heldout
+from evaluators.training.proxy_mode import default_steps
+from nas.commands import proxy_options
 from nas.trial_runner import QUALITY_KEYS, TrialSettings
 
 PROGRESS_COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -73,7 +75,12 @@ def ablate(
     seeds: int = typer.Option(2, "--seeds", help="Proxy-training seeds per row (1: no intervals)."),
     confidence: float = typer.Option(0.95, "--confidence", help="Coverage of the t-intervals."),
     require_ci: bool = typer.Option(False, "--require-ci", help="Fail unless intervals can be computed."),
-    budget_steps: int = typer.Option(Budget().steps, "--budget", help="Proxy training steps per trial."),
+    budget_steps: Optional[int] = typer.Option(None, "--budget", help=f"Proxy training steps per trial (default "
+                                               f"{Budget().steps}; {default_steps('inherit')} with --proxy inherit)."),
+    proxy: str = proxy_options.PROXY,
+    teacher: str = proxy_options.TEACHER,
+    teacher_steps: Optional[int] = proxy_options.TEACHER_STEPS,
+    inherit_fresh: str = proxy_options.INHERIT_FRESH,
     n_val: Optional[int] = typer.Option(None, "--n-val", help=f"Held-out images of the denoising loss (default "
                                         f"{Budget().n_val}, or the held-out split if smaller)."),
     n_samples: Optional[int] = typer.Option(None, "--n-samples", help=f"Images generated and scored per trial "
@@ -107,9 +114,11 @@ def ablate(
                         require_ci=require_ci, latency_devices=devices, command=["nas", *sys.argv[1:]])
     validate_spec(spec)
     spec = AblationSpec(**{**spec.__dict__, "rows": tuple(plan_rows(baseline, get_preset(baseline), chosen, mode))})
+    mode = proxy_options.proxy_mode(proxy, teacher, teacher_steps, inherit_fresh=inherit_fresh)
     settings = TrialSettings(
-        run_dir=str(_run_dir(run_dir, "ablate")), metrics=("latency_ms",) + QUALITY_KEYS,
-        budget=fit_heldout(Budget(steps=budget_steps), n_val, n_samples, n_real), latency_device=devices[0],
+        run_dir=str(_run_dir(run_dir, "ablate")), metrics=("latency_ms",) + QUALITY_KEYS, proxy=mode,
+        budget=fit_heldout(Budget(steps=proxy_options.trial_steps(budget_steps, mode)), n_val, n_samples, n_real),
+        latency_device=devices[0],
         image_size=image_size,
         lut_dir=str(lut_dir) if lut_dir else None, threads=max(1, int(cpus_per_trial)), lut_threads=lut_threads,
         calibrate_latency=True, device="cuda" if gpus_per_trial > 0 else "cpu")

@@ -17,7 +17,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from core.console import console, err_console, human, print_json
+from core.console import console, err_console, human, print_json, warn
 from core.errors import UserError
 from core.io import write_json
 from core.provenance import provenance
@@ -25,6 +25,7 @@ from evaluators.memory import parse_size
 from evaluators.quality import SOURCES, get_quality_evaluator
 from evaluators.training import Budget, check_proxy_fits, evaluate_arch, fit_heldout
 from nas.arch_input import resolve_arch
+from nas.commands import proxy_options
 
 _DEFAULT = Budget()
 
@@ -32,10 +33,11 @@ _DEFAULT = Budget()
 def evaluate(
     preset: Optional[str] = typer.Option(None, "--preset", help="A preset name (see `nas presets`)."),
     config: Optional[Path] = typer.Option(None, "--config", help="An ArchConfig JSON file (or an export)."),
-    steps: Optional[int] = typer.Option(None, "--steps", help=f"Optimizer steps of proxy training "
-                                        f"(default {_DEFAULT.steps})."),
-    seconds: Optional[float] = typer.Option(None, "--seconds", help="Wall-clock training budget instead of steps "
-                                            "(ranks architectures by speed as much as by quality)."),
+    steps: Optional[int] = typer.Option(None, "--budget", "--steps", help=f"Optimizer steps of proxy training "
+                                        f"(default {_DEFAULT.steps}; the same flag as nas search's)."),
+    seconds: Optional[float] = typer.Option(None, "--budget-seconds", "--seconds", help="Wall-clock training "
+                                            "budget instead of steps (ranks architectures by speed as much as by "
+                                            "quality)."),
     seed: int = typer.Option(0, "--seed", help="Seed of weights, batches, noise and sampling."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default runs/evaluate/<arch id>-seed<S>)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
@@ -50,7 +52,10 @@ def evaluate(
     n_real: Optional[int] = typer.Option(None, "--n-real", help="Held-out real images FID/KID compare against "
                                          f"(default {_DEFAULT.n_real}, or the held-out split if smaller)."),
     sample_steps: int = typer.Option(_DEFAULT.sample_steps, "--sample-steps", help="Sampler steps."),
-    sampler: str = typer.Option(_DEFAULT.sampler, "--sampler", help="dpm | ddim."),
+    sampler: str = typer.Option(_DEFAULT.sampler, "--diffusion-sampler", help="Diffusion sampler of the "
+                                "generated images: dpm | ddim."),
+    old_sampler: Optional[str] = typer.Option(None, "--sampler", hidden=True,
+                                              help="Deprecated name of --diffusion-sampler."),
     cfg_scale: float = typer.Option(_DEFAULT.cfg_scale, "--cfg-scale", help="Classifier-free guidance scale."),
     image_size: int = typer.Option(_DEFAULT.image_size, "--image-size", help="Proxy image side (pixels)."),
     width_divisor: int = typer.Option(_DEFAULT.width_divisor, "--width-divisor", help="Proxy channel divisor."),
@@ -66,6 +71,15 @@ def evaluate(
                                                    "training images of the domain CLIP instead of its recipe's."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda (bfloat16 autocast on CUDA)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's)."),
+    proxy: str = proxy_options.PROXY,
+    teacher: str = proxy_options.TEACHER,
+    teacher_steps: Optional[int] = proxy_options.TEACHER_STEPS,
+    distill_output: float = proxy_options.DISTILL_OUTPUT,
+    distill_feature: float = proxy_options.DISTILL_FEATURE,
+    feature_points: str = proxy_options.FEATURE_POINTS,
+    inherit_fresh: str = proxy_options.INHERIT_FRESH,
+    train_teacher: bool = typer.Option(True, "--train-teacher/--no-train-teacher", help="--no-train-teacher: a "
+                                       "teacher missing from the cache is an error instead of a training."),
     max_memory: Optional[str] = typer.Option(None, "--max-memory", help="Refuse a proxy whose estimated training "
                                              "memory exceeds this (e.g. 8GiB; default: the available memory)."),
 ) -> None:
@@ -76,8 +90,12 @@ def evaluate(
     warning); explicit sizes larger than the split are refused.
     """
     arch, label = resolve_arch(preset, config)
+    if old_sampler is not None:
+        warn("--sampler is deprecated for nas evaluate (nas search's Optuna sampler shares that name): use "
+             "--diffusion-sampler")
+        sampler = old_sampler
     if steps is not None and seconds is not None:
-        raise UserError("give at most one of --steps and --seconds")
+        raise UserError("give at most one of --budget and --budget-seconds")
     if source not in SOURCES:
         raise UserError(f"unknown --source {source!r}; choose one of: {', '.join(SOURCES)}")
     recipe = {k: v for k, v in (("steps", evaluator_steps), ("n_train", evaluator_images)) if v is not None}
@@ -88,7 +106,9 @@ def evaluate(
     if device != "cpu" and not (device.startswith("cuda") and torch.cuda.is_available()):
         raise UserError(f"device {device!r} is not available here (cpu{', cuda' if torch.cuda.is_available() else ''})")
     limit = None if max_memory is None else parse_size(max_memory)
-    budget = Budget(steps=_DEFAULT.steps if steps is None else steps, seconds=seconds, batch_size=batch_size, lr=lr,
+    mode = proxy_options.proxy_mode(proxy, teacher, teacher_steps, distill_output, distill_feature, feature_points,
+                                    inherit_fresh, train_teacher)
+    budget = Budget(steps=proxy_options.trial_steps(steps, mode), seconds=seconds, batch_size=batch_size, lr=lr,
                     prediction=prediction, ema_decay=ema, sample_steps=sample_steps, sampler=sampler,
                     cfg_scale=cfg_scale, image_size=image_size, width_divisor=width_divisor, n_train=train_images,
                     data=data, data_path=data_path)
@@ -112,8 +132,9 @@ def evaluate(
         def report(r: dict) -> None:
             bar.update(task, completed=r["seconds"] if budget.seconds else r["step"], loss=r["loss"])
 
-        result = evaluate_arch(arch, budget, seed=seed, out_dir=out, evaluator=evaluator, report=report,
-                               device=device, max_memory=limit)
+        with proxy_options.teacher_progress(mode.teacher) as teacher_report:
+            result = evaluate_arch(arch, budget, seed=seed, out_dir=out, evaluator=evaluator, report=report,
+                                   device=device, max_memory=limit, proxy_mode=mode, teacher_progress=teacher_report)
     record = result.to_dict() | {"arch": label, "provenance": provenance(device=device,
                                                                           threads=torch.get_num_threads())}
     trial_json = write_json(out / "trial.json", record)
@@ -148,7 +169,17 @@ def _print(r, label: str, trial_json: Path) -> None:
         table.add_row("held-out denoising loss", f"{r.val_loss:.5f}")
         table.add_row("final training loss", f"{r.train_loss:.5f}")
         table.add_row("training steps", str(r.steps))
+        if r.teacher_distance is not None:
+            table.add_row("teacher distance", f"{r.teacher_distance:.5f}")
         console.print(table)
+    if r.proxy_mode == "inherit":
+        t = r.teacher
+        trained = f"trained now in {t['seconds_now']:.0f} s" if t["trained_now"] else "cached"
+        console.print(f"proxy: inherit from teacher {t['label']} (arch {t['arch_id']}, {t['steps']} steps, {trained}); "
+                      f"{r.inherited_fraction:.1%} of the proxy UNet's parameters inherited, distilled at "
+                      f"{', '.join(r.inherit.get('feature_points', [])) or 'the output only'}")
+        for line in r.inherit_fallbacks:
+            console.print(f"  fallback: {line}")
     timings = "  ".join(f"{stage} {s:.1f} s" for stage, s in r.seconds.items())
     console.print(f"time: {timings}  (total {r.total_seconds:.1f} s)")
     console.print(f"features: {r.evaluator.get('source')} ({r.evaluator.get('model', '-')})")

@@ -12,6 +12,8 @@ from rich.table import Table
 
 from core.console import console, err_console, print_json
 from evaluators.training import Budget
+from evaluators.training.proxy_mode import ProxyMode, default_steps
+from nas.commands import proxy_options
 from nas.commands.ablate import PROGRESS_COLUMNS, BarProgress, _run_dir
 from nas.trial_runner import QUALITY_KEYS, TrialSettings
 
@@ -30,8 +32,14 @@ def fidelity(
     space: str = typer.Option("unet_mobile", "--space", help="Search space of the random panel."),
     archs: int = typer.Option(10, "--archs", help="Architectures of the random panel."),
     sample_seed: int = typer.Option(0, "--sample-seed", help="Seed of the random panel."),
-    short_steps: int = typer.Option(Budget().steps, "--short-steps", "--short",
-                                    help="Short budget under test: training steps (default: the search's)."),
+    short_steps: Optional[int] = typer.Option(None, "--short-steps", "--short",
+                                              help="Short budget under test: training steps (default: the search's, "
+                                              f"{Budget().steps}; {default_steps('inherit')} with --proxy inherit)."),
+    proxy: str = typer.Option("scratch", "--proxy", help="How the short budget's proxies start: scratch | inherit "
+                              "(from the trained --teacher, distilled; the reference always trains from scratch)."),
+    teacher: str = proxy_options.TEACHER,
+    teacher_steps: Optional[int] = proxy_options.TEACHER_STEPS,
+    inherit_fresh: str = proxy_options.INHERIT_FRESH,
     short_seeds: int = typer.Option(2, "--short-seeds", help="Seeds per architecture at the short budget (2+ "
                                     "gives the seed ceiling)."),
     reference_steps: int = typer.Option(4 * Budget().steps, "--reference-steps", "--long",
@@ -67,12 +75,16 @@ def fidelity(
     if not 0 < confidence < 1:
         raise UserError(f"--confidence must be in (0, 1), got {confidence}")
     chosen = load_panel(panel, space, archs, sample_seed)  # bad panels fail before anything is written
+    mode = proxy_options.proxy_mode(proxy, teacher, teacher_steps, inherit_fresh=inherit_fresh, train_teacher=train)
+    short_steps = proxy_options.trial_steps(short_steps, mode)
     short = Budget(steps=short_steps)
     reference = short.replace(steps=reference_steps, image_size=reference_image_size or short.image_size,
                               width_divisor=reference_width_divisor or short.width_divisor)
     base = TrialSettings(run_dir=str(_run_dir(run_dir, "fidelity")), metrics=QUALITY_KEYS, budget=short,
-                         threads=max(1, int(cpus_per_trial)), device="cuda" if gpus_per_trial > 0 else "cpu")
-    plan = StudyPlan(panel, chosen, base, TrialSettings(**{**base.__dict__, "budget": reference}),
+                         threads=max(1, int(cpus_per_trial)), device="cuda" if gpus_per_trial > 0 else "cpu",
+                         proxy=mode)
+    reference_settings = TrialSettings(**{**base.__dict__, "budget": reference, "proxy": ProxyMode()})
+    plan = StudyPlan(panel, chosen, base, reference_settings,
                      short_seeds=seeds or short_seeds, reference_seeds=seeds or reference_seeds)
     total = len(chosen) * (plan.short_seeds + plan.reference_seeds)
     with Progress(*PROGRESS_COLUMNS, console=err_console if json_out else console, transient=json_out) as bar:
@@ -86,7 +98,8 @@ def fidelity(
         print_json(result.to_dict())
         return
     table = Table("metric", "n", "tau [95% CI]", "rho [95% CI]", "ceiling tau", "seed sd", "s/trial",
-                  title=f"Proxy fidelity ({panel}): {short_steps} steps vs reference {reference_steps} steps, "
+                  title=f"Proxy fidelity ({panel}): {short_steps} steps"
+                        f"{f' (inherit from {mode.teacher})' if mode.inherit else ''} vs reference {reference_steps} steps, "
                         f"{reference.image_size} px, width/{reference.width_divisor}")
     for row in result.correlations:
         seconds = row.get("seconds_short")

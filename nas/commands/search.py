@@ -16,11 +16,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from core.console import console, err_console, print_json
-from core.run_folder import METRIC_DIRECTIONS
+from core.console import console, err_console, print_json, warn
+from core.metrics import METRIC_DIRECTIONS
+from core.objectives import QUALITY, parse_objectives
 from evaluators.memory import parse_size
 from evaluators.training import Budget, fit_heldout
-from nas.objectives import QUALITY, parse_objectives
+from evaluators.training.proxy_mode import default_steps
+from nas.commands import proxy_options
+from nas.parallelism import choose_parallelism
 from nas.schedulers import Rungs
 from nas.search import SearchOptions, run_search, validate_options
 from nas.trial_runner import TrialSettings
@@ -39,12 +42,20 @@ def search(
     objectives: str = typer.Option(DEFAULT_OBJECTIVES, "--objectives",
                                    help=f"Comma-separated metrics from {', '.join(sorted(METRIC_DIRECTIONS))} "
                                         "(aliases: latency, clip, loss)."),
-    sampler: str = typer.Option("tpe", "--sampler", help="tpe | nsga2 | nsga3 | gp | random."),
+    sampler: str = typer.Option("tpe", "--search-sampler", help="Optuna sampler that proposes architectures: "
+                                "tpe | nsga2 | nsga3 | gp | random."),
+    old_sampler: Optional[str] = typer.Option(None, "--sampler", hidden=True,
+                                              help="Deprecated name of --search-sampler."),
     seed: int = typer.Option(0, "--seed", help="Sampler and training seed."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run folder (default runs/<space>-<time>); "
                                            "an existing run folder is resumed."),
     resume: bool = typer.Option(False, "--resume", help="Require --run-dir to be an existing run and continue it."),
-    budget_steps: int = typer.Option(Budget().steps, "--budget", help="Proxy training steps per trial."),
+    budget_steps: Optional[int] = typer.Option(None, "--budget", help=f"Proxy training steps per trial (default "
+                                               f"{Budget().steps}; {default_steps('inherit')} with --proxy inherit)."),
+    proxy: str = proxy_options.PROXY,
+    teacher: str = proxy_options.TEACHER,
+    teacher_steps: Optional[int] = proxy_options.TEACHER_STEPS,
+    inherit_fresh: str = proxy_options.INHERIT_FRESH,
     budget_seconds: Optional[float] = typer.Option(None, "--budget-seconds",
                                                    help="Wall-clock training budget instead of steps."),
     warm_start: str = typer.Option("sd15,mobilediffusion", "--warm-start",
@@ -69,35 +80,48 @@ def search(
                                          f"(default {Budget().n_real}, or the held-out split if smaller)."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Optuna RDB URL (default: SQLite in the run)."),
     address: Optional[str] = typer.Option(None, "--address", help="Existing Ray cluster host:port."),
-    workers: int = typer.Option(1, "--workers", help="Trials running at once."),
-    cpus_per_trial: float = typer.Option(2.0, "--cpus-per-trial", help="Ray CPUs (and torch threads) per trial."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Trials running at once (default: chosen from "
+                                          "the machine's cores, and printed)."),
+    cpus_per_trial: Optional[float] = typer.Option(None, "--cpus-per-trial", help="Ray CPUs (and torch threads) per "
+                                                   "trial (default: 1 with a scheduler, else 2)."),
     gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", help="Ray GPUs per trial (proxies train on CUDA)."),
     max_failures: int = typer.Option(0, "--max-failures", help="Retries of a trial whose worker died."),
-    scheduler: str = typer.Option("none", "--scheduler", help="Trial scheduler: none | asha (Ray Tune's ASHA on "
-                                  "one objective with an intermediate signal, e.g. --objectives val_loss)."),
+    scheduler: str = typer.Option("none", "--scheduler", help="Trial scheduler: none | mo-asha (multi-objective "
+                                  "successive halving: stops trials outside the top 1/eta of a rung by non-dominated "
+                                  "rank) | asha (Ray Tune's ASHA on one objective with an intermediate signal, e.g. "
+                                  "--objectives val_loss)."),
     min_budget: int = typer.Option(50, "--min-budget", help="Steps at the scheduler's first rung."),
     eta: int = typer.Option(3, "--eta", help="Scheduler reduction factor: the top 1/eta of a rung continues."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary instead of tables."),
 ) -> None:
     """Search the space for the best quality per millisecond; writes a run folder and its Pareto set."""
     objs = parse_objectives(objectives)
-    budget = fit_heldout(Budget(steps=budget_steps, seconds=budget_seconds), n_val, n_samples, n_real)
+    if old_sampler is not None:
+        warn("--sampler is deprecated for nas search (the diffusion sampler of a trial shares that name): use "
+             "--search-sampler")
+        sampler = old_sampler
+    plan = choose_parallelism(workers, cpus_per_trial, scheduler=scheduler != "none", gpus_per_trial=gpus_per_trial,
+                              address=address)
+    mode = proxy_options.proxy_mode(proxy, teacher, teacher_steps, inherit_fresh=inherit_fresh)
+    budget = fit_heldout(Budget(steps=proxy_options.trial_steps(budget_steps, mode), seconds=budget_seconds), n_val,
+                         n_samples, n_real)
     if run_dir is None:
         run_dir = Path("runs") / f"{space}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     settings = TrialSettings(
         run_dir=str(run_dir.resolve()), metrics=tuple(o.name for o in objs), budget=budget,
         latency_device=latency_device, image_size=image_size, lut_dir=str(lut_dir) if lut_dir else None,
-        threads=max(1, int(cpus_per_trial)), lut_threads=lut_threads, device="cuda" if gpus_per_trial > 0 else "cpu",
+        threads=max(1, int(plan.cpus_per_trial)), lut_threads=lut_threads, device="cuda" if gpus_per_trial > 0 else "cpu",
         latency_budget_ms=latency_budget_ms, calibrate_latency=calibrate_latency, max_params=max_params,
-        max_memory=None if max_memory is None else parse_size(max_memory))
+        max_memory=None if max_memory is None else parse_size(max_memory), proxy=mode)
     opts = SearchOptions(
         run_dir=run_dir, space=space, objectives=objs, trials=trials, sampler=sampler, seed=seed, settings=settings,
-        warm_start=_split(warm_start), storage=storage, address=address, workers=workers,
-        cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, max_failures=max_failures, resume=resume,
+        warm_start=_split(warm_start), storage=storage, address=address, workers=plan.workers,
+        cpus_per_trial=plan.cpus_per_trial, gpus_per_trial=gpus_per_trial, max_failures=max_failures, resume=resume,
         rungs=Rungs(scheduler, min_budget, eta, budget.steps))
 
     validate_options(opts)  # before anything reads the run folder (bad paths end here, in one line)
     out = err_console if json_out else console
+    out.print(f"parallelism: {plan.describe()}", soft_wrap=True)
     heartbeat = None if out.is_terminal else PipedProgress(out, run_dir, tuple(o.name for o in objs))  # CI, pipes
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("eta"), TimeRemainingColumn())
@@ -132,7 +156,8 @@ def search(
     t = result.timings
     console.print(f"{result.seconds:.0f} s in all: prepare {t.get('prepare', 0):.0f} s, Ray start-up "
                   f"{t.get('ray_startup', 0):.1f} s ({t.get('ray_memory_mb', 0):.0f} MB), trials {t.get('trials', 0):.0f} s, "
-                  f"report {t.get('report', 0):.0f} s")
+                  f"report {t.get('report', 0):.0f} s"
+                  + (f" (scheduler decisions {t['scheduler']:.3f} s of the trials)" if "scheduler" in t else ""))
 
 
 def register(app: typer.Typer) -> None:

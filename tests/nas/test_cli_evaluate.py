@@ -40,7 +40,10 @@ def test_evaluate_prints_metrics_and_writes_grid_and_record(nas_cli, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--steps", "0"], "budget steps must be a positive integer"),
     (["--seconds", "-1"], "budget seconds must be positive"),
-    (["--steps", "5", "--seconds", "3"], "at most one of --steps and --seconds"),
+    (["--steps", "5", "--seconds", "3"], "at most one of --budget and --budget-seconds"),
+    (["--budget", "5", "--budget-seconds", "3"], "at most one of --budget and --budget-seconds"),
+    (["--budget", "0"], "budget steps must be a positive integer"),  # the same flag as nas search's
+    (["--diffusion-sampler", "euler"], "budget sampler"),
     (["--samples", "0"], "budget n_samples"),
     (["--prediction", "x0"], "budget prediction"),
     (["--threads", "0"], "--threads must be positive"),
@@ -54,6 +57,14 @@ def test_bad_input_is_one_line_exit_2(nas_cli, tmp_path, args, message):
     code, _, stderr = nas_cli("evaluate", "--preset", "mobilediffusion", "--out", tmp_path / "out", *args)
     assert code == 2
     assert stderr.startswith("nas: error:") and message in stderr and len(stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_deprecated_sampler_flag_warns_and_still_applies(nas_cli, tmp_path):
+    code, _, stderr = nas_cli("evaluate", "--preset", "mobilediffusion", "--out", tmp_path / "out", "--sampler", "euler")
+    lines = stderr.strip().splitlines()
+    assert code == 2 and len(lines) == 2
+    assert "use --diffusion-sampler" in lines[0] and "budget sampler" in lines[1]
     assert not (tmp_path / "out").exists()
 
 

@@ -106,6 +106,8 @@ def test_bad_options_fail_before_writing(tmp_path, changes, message):
     opts = tiny_options(tmp_path / "run", **changes)
     with pytest.raises(UserError, match=message):
         validate_options(opts)
+    with pytest.raises(UserError, match=message):  # the search itself refuses before creating its run folder
+        run_search(opts)
     assert not (tmp_path / "run").exists()
 
 

@@ -6,7 +6,7 @@
   predictor of a phone profile (an ESTIMATE, labelled so in the manifest);
 - a real Optuna study in SQLite inside the folder, one trial per table row with the same number, params
   from `space.params_of(config)` and the objective values in manifest order;
-- sample grids: real PNGs drawn with Pillow.
+- sample grids: real PNGs from the trial's own grid writer; trial records: the real record writer.
 
 QUALITY NUMBERS ARE NOT MEASURED. `fid`, `kid`, `clip_score` and `val_loss` come from `synthetic_quality`,
 a cheap deterministic function of the config (bigger, more attention -> better), so that fronts have a
@@ -35,10 +35,10 @@ from typing import Sequence
 
 import optuna
 import pytest
-from PIL import Image, ImageDraw
+import torch
 
-from core.metrics import names
-from core.run_folder import METRIC_DIRECTIONS, RunFolder
+from core.metrics import METRIC_DIRECTIONS, names
+from core.run_folder import RunFolder
 from evaluators.cost import analytic_cost
 from evaluators.latency import get_predictor
 from search_spaces.config import ArchConfig
@@ -62,18 +62,15 @@ def synthetic_quality(config: ArchConfig, macs: int) -> dict[str, float]:
 
 
 def draw_grid(path: Path, config: ArchConfig, captions: Sequence[str]) -> None:
-    """A 2x2 grid of 64px tiles (shapes coloured from the arch id), each labelled with its caption."""
+    """The sample grid a trial writes (`evaluators.training.grid.write_grid`, the real writer) over four
+    synthetic 32px images whose colours come from the arch id, each labelled with its caption."""
+    from evaluators.training.grid import write_grid
+
     seed = int(config.arch_id[:6], 16)
-    image = Image.new("RGB", (2 * 128, 2 * 140), "white")
-    draw = ImageDraw.Draw(image)
-    for k, caption in enumerate(captions[:4]):
-        x, y = (k % 2) * 128, (k // 2) * 140
-        colour = ((seed >> (3 * k)) % 256, (seed >> (5 + k)) % 256, (seed >> (9 + 2 * k)) % 256)
-        draw.rectangle((x + 4, y + 4, x + 124, y + 124), fill=(30, 30, 40))
-        draw.ellipse((x + 24 + 8 * k, y + 24, x + 100, y + 100 - 8 * k), fill=colour)
-        draw.text((x + 4, y + 126), caption[:20], fill="black")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
+    images = torch.linspace(-1, 1, 3 * 32 * 32).reshape(1, 3, 32, 32).repeat(4, 1, 1, 1)
+    for k in range(4):
+        images[k] = (images[k] * ((seed >> (3 * k)) % 7 + 1) / 7).clamp(-1, 1)
+    write_grid(images, list(captions[:4]), path, tile=64, title=f"arch {config.arch_id}")
 
 
 def _distributions(space, params: dict) -> dict:
@@ -126,8 +123,8 @@ def build_run(path: Path, n_random: int = 10, n_failed: int = 2, presets: Sequen
         row |= metrics | {"state": "COMPLETE", "failure_reason": "", "sample_grid": grid, "seconds_train": 1.0,
                           "seconds_sample": 0.5, "seconds_score": 0.2, "seconds_latency": 0.01, "seconds_total": 1.71}
         blocks = [{"path": b.path, "key": b.key, "ms": b.ms} for b in prediction.blocks]
-        (run.trial_dir(number) / "metrics.json").write_text(
-            json.dumps(row | {"latency_blocks": blocks, "captions": list(CAPTIONS)}, default=str))
+        row["sample_captions"] = list(CAPTIONS)
+        run.write_trial_record(row | {"latency_blocks": blocks})  # the real record writer
         rows.append(row)
     run.write_trials(rows)
     manifest = {
@@ -163,9 +160,10 @@ def _trial_row(run: RunFolder, number: int, label: str, config: ArchConfig, seed
     grid = f"trials/{number:04d}/samples.png"
     draw_grid(run.path / grid, config, CAPTIONS)
     cost = analytic_cost(config)
-    return {"number": number, "state": "COMPLETE", "arch_id": config.arch_id, "preset": label, "seed": seed,
-            "params": cost.params, "macs": cost.macs, "sample_grid": grid, "failure_reason": None,
-            "config_json": config.to_json(indent=None)} | extra
+    row = {"number": number, "state": "COMPLETE", "arch_id": config.arch_id, "preset": label, "seed": seed,
+           "params": cost.params, "macs": cost.macs, "sample_grid": grid, "failure_reason": None,
+           "sample_captions": list(CAPTIONS[:4]), "config_json": config.to_json(indent=None)} | extra
+    return run.write_trial_record(row).row()  # the real record writer
 
 
 def build_ablation_run(path: Path, steps: Sequence[str] = ("share_kv", "relu_attention", "swish_glu"),

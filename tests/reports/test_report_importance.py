@@ -10,6 +10,7 @@ import numpy as np
 import optuna
 import pytest
 
+from core.objectives import Objective
 from reports.importance import (
     MIN_TOP_TRIALS,
     MIN_TRIALS,
@@ -17,7 +18,7 @@ from reports.importance import (
     TOP_K,
     importance_section,
 )
-from reports.run_data import Objective, load_run
+from reports.run_data import load_run
 
 OBJECTIVES = [Objective("fid", "minimize"), Objective("clip_score", "maximize"), Objective("latency_ms", "minimize")]
 

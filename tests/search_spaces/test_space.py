@@ -42,7 +42,10 @@ def test_every_sampler_draw_is_valid_including_tpe(space):
     for _ in range(15):
         trial = study.ask()
         config = space.sample(trial)
+        assert space.contains(config)  # a valid config of the space (ArchConfig validates on construction)
+        assert space.params_of(config) == trial.params  # and exactly the one the sampler proposed
         study.tell(trial, float(len(config.levels)))
+    assert len(study.trials) == 15 and study.sampler.__class__.__name__ == "TPESampler"
 
 
 @pytest.mark.parametrize("name", PRESETS.names())
@@ -86,5 +89,5 @@ def test_proxy_shrinks_widths_and_keeps_heads_valid():
 
 
 def test_space_registry_lists_unet_mobile():
-    get_space("unet_mobile")
     assert "unet_mobile" in SPACES.names()
+    assert get_space("unet_mobile").sample_random(1, seed=0)  # the listed name builds a working space

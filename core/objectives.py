@@ -1,16 +1,15 @@
-"""Objectives a search or ablation can optimise, and which evaluator produces each."""
+"""Objectives a search can optimise (registry metrics with a direction): the one Objective class of the project,
+used by the search, the manifest and the reports."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from core.errors import UserError
-from core.metrics import ALIASES, METRICS, names
+from core.metrics import ALIASES, METRIC_DIRECTIONS, METRICS, names
 
-METRIC_DIRECTIONS = {n: m.direction for n, m in METRICS.items()}
 QUALITY = frozenset(names("quality"))  # need a proxy training
 LATENCY = frozenset(names("latency"))  # need the latency table
-COST = frozenset(names("cost"))  # from the cost model alone
 
 
 @dataclass(frozen=True)
@@ -19,6 +18,15 @@ class Objective:
 
     name: str  # metric column in the trials table
     direction: str  # "minimize" or "maximize"
+
+    @property
+    def maximize(self) -> bool:
+        return self.direction == "maximize"
+
+    @property
+    def label(self) -> str:
+        """Axis and table label with the direction, e.g. "FID ↓"."""
+        return f"{METRICS[self.name].label if self.name in METRICS else self.name} {'↑' if self.maximize else '↓'}"
 
     @property
     def ray_mode(self) -> str:
@@ -40,7 +48,3 @@ def parse_objectives(text: str) -> tuple[Objective, ...]:
     if len(set(names)) != len(names):
         raise UserError(f"--objectives repeats a metric: {text}")
     return tuple(Objective(n, METRIC_DIRECTIONS[n]) for n in names)
-
-
-def needs_quality(objectives: tuple[Objective, ...]) -> bool:
-    return any(o.name in QUALITY for o in objectives)

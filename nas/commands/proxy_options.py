@@ -1,0 +1,83 @@
+"""The proxy-mode options shared by `nas evaluate`, `nas search`, `nas ablate` and `nas fidelity`."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from core.console import err_console
+from evaluators.training.inherit import FALLBACK_KINDS
+from evaluators.training.proxy_mode import (
+    FINETUNE_FRACTION,
+    PROXY_MODES,
+    ProxyMode,
+    default_steps,
+    parse_points,
+)
+from evaluators.training.teacher import DEFAULT_TEACHER, default_teacher_steps
+from nas.arch_input import load_config_file
+from search_spaces.presets import get_preset
+
+PROXY = typer.Option("scratch", "--proxy", help=f"How each proxy starts: {' | '.join(PROXY_MODES)}. inherit: from "
+                     "the trained --teacher's weights (trained on first use and cached), fine-tuned with "
+                     f"distillation for 1/{FINETUNE_FRACTION} of the default steps unless the steps are given.")
+TEACHER = typer.Option(DEFAULT_TEACHER, "--teacher", help="Teacher of --proxy inherit: a preset name or an "
+                       "ArchConfig JSON file.")
+TEACHER_STEPS = typer.Option(None, "--teacher-steps", help="Training steps of the teacher (default "
+                             f"{default_teacher_steps()}, 4x the default trial's); part of its cache key.")
+DISTILL_OUTPUT = typer.Option(1.0, "--distill-output", help="Weight of output-level distillation (inherit).")
+DISTILL_FEATURE = typer.Option(1.0, "--distill-feature", help="Weight of feature-level distillation (inherit).")
+FEATURE_POINTS = typer.Option("down,mid,up", "--feature-points", help="Where features are distilled: down, mid, "
+                              "up and/or single stage outputs down<i>, up<i>; 'none' for none.")
+INHERIT_FRESH = typer.Option("", "--inherit-fresh", help="Kinds of change that start fresh instead of inheriting "
+                             f"(comma-separated: {', '.join(FALLBACK_KINDS)}); recorded in every trial.")
+
+
+def proxy_mode(proxy: str, teacher: str, teacher_steps: Optional[int] = None, distill_output: float = 1.0,
+               distill_feature: float = 1.0, feature_points: str = "down,mid,up", inherit_fresh: str = "",
+               train_teacher: bool = True) -> ProxyMode:
+    """The ProxyMode of the flags; a teacher that is a file is read as an ArchConfig, else as a preset name.
+
+    Raises:
+        UserError: an unknown mode, preset, fallback kind or feature point; an unreadable teacher file.
+    """
+    if proxy != "inherit":
+        return ProxyMode(mode=proxy)
+    config = load_config_file(teacher) if Path(teacher).is_file() else get_preset(teacher)
+    fresh = tuple(k.strip() for k in inherit_fresh.split(",") if k.strip())
+    return ProxyMode(mode=proxy, teacher=teacher, teacher_config=config.to_json(indent=None),
+                     teacher_steps=teacher_steps or 0, train_teacher=train_teacher, distill_output=distill_output,
+                     distill_feature=distill_feature, feature_points=parse_points(feature_points),
+                     inherit_fresh=fresh, fresh_reason="--inherit-fresh" if fresh else "")
+
+
+def trial_steps(steps: Optional[int], mode: ProxyMode) -> int:
+    """The trial's training steps: the given ones, else the mode's default (a quarter of scratch's to fine-tune)."""
+    return default_steps(mode.mode) if steps is None else steps
+
+
+@contextlib.contextmanager
+def teacher_progress(label: str) -> Iterator[Callable[[int, int, float], None]]:
+    """A progress bar on stderr for a teacher's training (shown only if it trains, on a terminal)."""
+    with Progress(TextColumn(f"training teacher {label} (first use; cached)"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), console=err_console,
+                  transient=True, disable=not err_console.is_terminal) as bar:
+        task = None
+
+        def update(done: int, total: int, loss: float) -> None:
+            nonlocal task
+            if task is None:
+                task = bar.add_task("teacher", total=total, loss=loss)
+            bar.update(task, completed=done, total=total, loss=loss)
+
+        yield update
