@@ -71,6 +71,9 @@ class _TrialBase(BaseModel):
     sample_captions: list[str] = Field(default_factory=list)  # captions of the grid's samples, in order
     rungs: list[RungReport] = Field(default_factory=list)  # intermediate reports, in step order
     stopped_at_step: int | None = None  # the rung a scheduler stopped the trial at
+    stop_reason: str | None = None  # why the scheduler stopped it (e.g. its non-dominated rank at the rung)
+    resumed_from: int | None = None  # the interrupted trial whose rung state this one continued
+    resumed_at_step: int | None = None  # the training step it continued from
     latency_blocks: list[dict[str, Any]] = Field(default_factory=list)  # per-block latency (metrics.json only)
 
     @field_validator("record_version")

@@ -52,7 +52,8 @@ def choose_parallelism(workers: int | None, cpus_per_trial: float | None, *, sch
         cores: the machine's cores (default: `machine_cores()`).
     """
     if workers is not None:
-        return Parallelism(workers, DEFAULT_CPUS if cpus_per_trial is None else cpus_per_trial, "as given")
+        threads = 1.0 if scheduler and not gpus_per_trial and not address else DEFAULT_CPUS
+        return Parallelism(workers, threads if cpus_per_trial is None else cpus_per_trial, "--workers as given")
     if gpus_per_trial > 0 or address:
         where = "GPU trials" if gpus_per_trial > 0 else "an existing Ray cluster"
         return Parallelism(DEFAULT_WORKERS, DEFAULT_CPUS if cpus_per_trial is None else cpus_per_trial,

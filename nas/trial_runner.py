@@ -110,7 +110,8 @@ def run_trial(settings: TrialSettings, config: ArchConfig, number: int, seed: in
             far with state RUNNING and the rung history.
         resume: a training state to continue from (a restored checkpoint).
         rungs: the rung reports made before `resume` (a trial continuing an interrupted one's rung state);
-            each new rung report also holds the cost metrics known before training (params, MACs, latency).
+            each new rung report also holds the cost metrics known before training (params, MACs, latency)
+            and the training seconds so far.
     """
     run = RunFolder(settings.run_dir)
     out_dir = run.trial_dir(number)
@@ -135,7 +136,8 @@ def run_trial(settings: TrialSettings, config: ArchConfig, number: int, seed: in
             history: list[dict] = list(rungs or [])
 
             def rung(values: dict, state: TrainState) -> None:
-                values = values | {k: row[k] for k in RUNG_COSTS if row.get(k) is not None}
+                values = values | {k: row[k] for k in RUNG_COSTS if row.get(k) is not None} | {
+                    "seconds_train": state.seconds}  # training seconds so far (the rung's cost)
                 history.append(values)
                 run.write_trial_record(row | values | {"state": "RUNNING", "rungs": history})
                 if on_rung:

@@ -15,6 +15,7 @@ import pandas as pd
 from core.errors import UserError
 from core.metrics import METRIC_DIRECTIONS, names
 from core.run_folder import RunFolder
+from reports.proxy import proxy_summary
 from reports.run_parts import SampleGrid, first_seed_grids, provenance_rows
 from reports.seed_spread import verdict
 
@@ -100,6 +101,7 @@ def _header(manifest: dict, trials: pd.DataFrame) -> list[tuple[str, str]]:
     return [("kind", "ablation study (nas ablate)"), ("space", str(manifest.get("space", "not recorded"))),
             ("baseline", str(manifest.get("baseline", "not recorded"))), ("seeds", spread),
             ("proxy budget", f"{budget.get('steps', '?')} training steps" if budget else "not recorded"),
+            ("proxies", proxy_summary(manifest.get("proxy"), trials)),
             ("latency devices", ", ".join(manifest.get("latency_devices") or []) or "not recorded"),
             ("image size", str(manifest.get("image_size", "not recorded"))),
             ("training device", str(manifest.get("device", "not recorded")))] + provenance_rows(manifest, trials)

@@ -23,6 +23,7 @@ from scipy import stats
 from core.errors import UserError
 from core.metrics import METRICS, names
 from core.run_folder import RunFolder
+from reports.proxy import proxy_summary
 from reports.run_parts import provenance_rows
 from reports.seed_spread import SINGLE, WITHIN, verdict
 
@@ -136,6 +137,7 @@ def compute_fidelity_report(run: RunFolder) -> FidelityReportInfo:
     header = [("kind", "proxy fidelity (nas fidelity)"), ("panel", str(manifest.get("panel", "not recorded"))),
               ("architectures", ", ".join(map(str, manifest.get("archs") or [])) or "not recorded"),
               ("short budget", describe("short")), ("reference budget", describe("reference")),
+              ("short proxies", proxy_summary((manifest.get("proxy") or {}).get("short"))),
               ("training device", str(manifest.get("device", "not recorded"))),
               ("intervals", f"{confidence:.0%}: bootstrap over architectures for tau and rho, t-intervals over "
                             "seeds for the means")]

@@ -27,6 +27,7 @@ from reports.ablation import AblationInfo, ablation_infos
 from reports.designs import DesignTableInfo, ParallelInfo, design_table, parallel_info
 from reports.importance import ImportanceSection, importance_section
 from reports.pareto import knee, losses, nondominated, pareto_numbers
+from reports.proxy import is_inherit, proxy_summary
 from reports.run_data import METRIC_LABELS, RunData
 from reports.rungs import RungsInfo, rungs_info
 from search_spaces.blocks import part_of
@@ -86,6 +87,7 @@ def header_info(data: RunData) -> HeaderInfo:
              "importances omitted."] if data.study is None else []
     notes += [f"Proxy fidelity of {o.label} at this budget: {fidelity_summary(m.get('fidelity'), o.name)}."
               for o in data.objectives if get_metric(o.name).needs_training]
+    notes += [f"Proxies: {proxy_summary(m.get('proxy'), data.trials)}."] if is_inherit(m.get("proxy")) else []
     return HeaderInfo(
         name=str(m.get("name", data.run.path.name)), command=_command(m.get("command", "")),
         space=_text(m.get("space")), objectives=[o.label for o in data.objectives], sampler=_text(m.get("sampler")),

@@ -24,11 +24,12 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from core.cache import cache_dir
 from core.console import warn
 from core.errors import UserError
 from core.io import atomic_path, write_json
 from evaluators.data import CaptionedImages, load_dataset
-from evaluators.quality.cache import cache_dir, load_weights, save_weights, sha256
+from evaluators.quality.cache import load_weights, save_weights, sha256
 from evaluators.training.budget import Budget
 from evaluators.training.diffusion import train_scheduler
 from evaluators.training.model import ProxyModel, build_proxy_model

@@ -24,6 +24,7 @@ from core.provenance import provenance
 from evaluators.memory import parse_size
 from evaluators.quality import SOURCES, get_quality_evaluator
 from evaluators.training import Budget, check_proxy_fits, evaluate_arch, fit_heldout
+from evaluators.training.proxy_mode import default_steps
 from nas.arch_input import resolve_arch
 from nas.commands import proxy_options
 
@@ -34,7 +35,8 @@ def evaluate(
     preset: Optional[str] = typer.Option(None, "--preset", help="A preset name (see `nas presets`)."),
     config: Optional[Path] = typer.Option(None, "--config", help="An ArchConfig JSON file (or an export)."),
     steps: Optional[int] = typer.Option(None, "--budget", "--steps", help=f"Optimizer steps of proxy training "
-                                        f"(default {_DEFAULT.steps}; the same flag as nas search's)."),
+                                        f"(default {_DEFAULT.steps}, {default_steps('inherit')} with --proxy inherit; "
+                                        "the same flag as nas search's)."),
     seconds: Optional[float] = typer.Option(None, "--budget-seconds", "--seconds", help="Wall-clock training "
                                             "budget instead of steps (ranks architectures by speed as much as by "
                                             "quality)."),

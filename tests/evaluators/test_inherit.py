@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from core.errors import UserError
 from evaluators.training.inherit import (
+    RULES,
     InheritPolicy,
     compose_separable,
     factorise_conv,
@@ -69,7 +70,7 @@ def check_transfers(teacher, candidate, report) -> None:
             assert len(t_idx) and int(t_idx.max()) < want.shape[dim] and int(c_idx.max()) < got.shape[dim]
             got, want = got.index_select(dim, c_idx), want.index_select(dim, t_idx)
         assert torch.equal(got, want.to(got.dtype)), name
-        assert transfer.count == got.numel()
+        assert transfer.count == got.numel() and transfer.rule in RULES
         if transfer.rule == "copy":
             assert torch.equal(c_params[name], t_params[transfer.source]), name
 

@@ -178,6 +178,7 @@ def test_proxy_mode_options_are_checked():
 
 def test_trial_records_and_manifests_say_which_mode_teacher_and_fraction(budget, tmp_path, monkeypatch):
     from core.metrics import names
+    from core.run_folder import RunFolder
     from nas.trial_runner import TrialSettings, prepare, run_trial
 
     monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path / "cache"))
@@ -190,10 +191,24 @@ def test_trial_records_and_manifests_say_which_mode_teacher_and_fraction(budget,
     info = prepare(settings, [])
     assert info["proxy"]["mode"] == "inherit" and info["proxy"]["teacher_info"]["trained_now"]
     assert info["proxy"]["teacher_arch_id"] == TEACHER.arch_id and prepare(scratch, [])["proxy"] == {"mode": "scratch"}
-    from core.run_folder import RunFolder
-
     RunFolder.create(tmp_path / "run", {"kind": "search", "name": "run"})
-    row = run_trial(settings, TEACHER.with_level(0, separable=True), 0, 0)
+    row = run_trial(settings, TEACHER.with_level(1, transformer_depth=2), 0, 0)
     assert row["state"] == "COMPLETE", row.get("failure_reason")
     assert row["proxy_mode"] == "inherit" and row["teacher"] == "tiny" and 0 < row["inherited_fraction"] < 1
     assert row["teacher_distance"] > 0 and row["seconds_teacher_distance"] > 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["evaluate", "--preset", "mobilediffusion", "--proxy", "warm"], "unknown proxy mode 'warm'"),
+    (["evaluate", "--preset", "mobilediffusion", "--proxy", "inherit", "--teacher", "nope"], "unknown preset 'nope'"),
+    (["evaluate", "--preset", "mobilediffusion", "--proxy", "inherit", "--inherit-fresh", "convs"],
+     "unknown inheritance fallback 'convs'"),
+    (["evaluate", "--preset", "mobilediffusion", "--proxy", "inherit", "--feature-points", "side"],
+     "unknown feature point 'side'"),
+    (["search", "--proxy", "inherit", "--teacher", "missing.json"], "unknown preset 'missing.json'"),
+    (["ablate", "--proxy", "inherit", "--teacher", "nope"], "unknown preset 'nope'"),
+    (["fidelity", "--proxy", "inherit", "--teacher", "nope"], "unknown preset 'nope'"),
+])
+def test_bad_proxy_flags_are_one_line_errors(nas_cli, tmp_path, args, message):
+    code, _, err = nas_cli(*args, "--run-dir" if args[0] != "evaluate" else "--out", tmp_path / "out")
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1

@@ -181,7 +181,8 @@ def test_parallelism_from_the_cores():
     assert plan(None, None, scheduler=False, cores=2) == (1, 2.0)
     assert plan(None, None, scheduler=True, cores=16) == (16, 1.0)
     assert plan(None, 4.0, scheduler=True, cores=16) == (4, 4.0)
-    assert plan(3, None, scheduler=True, cores=2) == (3, 2.0)  # as given
+    assert plan(3, None, scheduler=True, cores=2) == (3, 1.0)  # --workers as given, one thread per rung trial
+    assert plan(3, None, scheduler=False, cores=2) == (3, 2.0)
     assert plan(None, None, scheduler=True, gpus_per_trial=0.25, cores=16) == (1, 2.0)
     assert plan(None, None, scheduler=True, address="10.0.0.1:6379", cores=16) == (1, 2.0)
     assert choose_parallelism(None, None, scheduler=True, cores=2).describe() == (
@@ -300,3 +301,36 @@ def test_resuming_with_other_rung_settings_exits_2_and_leaves_the_folder_alone(t
         code, _, err = nas_cli("search", "--run-dir", path, "--resume", *args)
         assert code == 2 and "cannot resume with" in err and len(err.strip().splitlines()) == 1, (args, err)
         assert {p.name: p.stat().st_mtime_ns for p in path.iterdir()} == before
+
+
+# ---------------------------------------------------------------------------------------------- report section
+def test_rungs_section_shows_the_budget_each_trial_reached_and_why(tmp_path):
+    import pandas as pd
+
+    from reports.layout import Page
+    from reports.run_data import RunData
+    from reports.rungs import rungs_info, rungs_section
+
+    reason = "mo-asha: rank 3 of 3 at rung 3 steps, top 1 continue"
+    rows = [dict(number=0, state="COMPLETE", preset="sd15", steps=12, val_loss_grid=0.2, rungs=json.dumps(
+                 [{"step": 3, "val_loss_grid": 0.5}, {"step": 6, "val_loss_grid": 0.3}])),
+            dict(number=1, state="STOPPED", stopped_at_step=3, stop_reason=reason, rungs=json.dumps(
+                 [{"step": 3, "val_loss_grid": 0.7}])),
+            dict(number=2, state="INTERRUPTED", rungs=None)]
+    trials = pd.DataFrame(rows)
+
+    def data(scheduler):
+        return RunData(RunFolder(tmp_path), dict(scheduler=scheduler), trials, trials.iloc[:1], [])
+
+    assert rungs_info(data({"scheduler": "none"})) is None and rungs_info(data({})) is None
+    info = rungs_info(data(dict(scheduler="mo-asha", min_budget=3, eta=2, steps=12, rungs=[3, 6])))
+    assert info.signal == "val_loss_grid" and info.budgets == [3, 6] and info.full == 12
+    by_number = {t.number: t for t in info.trials}
+    assert by_number[0].points == [(3, 0.5), (6, 0.3), (12, 0.2)] and by_number[0].reached == 12
+    assert by_number[1].reached == 3 and by_number[1].reason == reason and by_number[2].reached == 0
+    assert info.reached == {3: 2, 6: 1, 12: 1}
+    page = Page()
+    rungs_section(page, info)
+    html = "".join(page.parts)
+    assert "<h2>Rungs</h2>" in html and 'id="rungs-table"' in html and reason in html
+    assert [fig_id for fig_id, _ in page.figures] == ["rungs"]

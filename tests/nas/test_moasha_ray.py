@@ -25,7 +25,7 @@ TESTS_DIR = Path(__file__).resolve().parents[1]
 REASON = re.compile(r"^mo-asha: rank (\d+) of (\d+) at rung (\d+) steps, top (\d+) continue$")
 
 
-def mo_options(run_dir, trials, steps=24, min_budget=3, eta=2, **changes):
+def mo_options(run_dir, trials, steps=12, min_budget=3, eta=2, **changes):
     """A tiny MO-ASHA search on FID (ranked at rungs by the held-out grid loss) and latency."""
     settings = tiny_settings(run_dir, metrics=("fid", "latency_ms"))
     settings = dataclasses.replace(settings, budget=settings.budget.replace(steps=steps))
@@ -60,12 +60,12 @@ def test_mo_asha_stops_trials_at_rungs_and_resumes_its_records(tmp_path, search_
         assert t.user_attrs["rung_decisions"][-1]["reason"] == t.user_attrs["stop_reason"]
     for t in complete:  # promoted at every rung, continued to the full budget without a restart
         row = table.loc[t.number]
-        assert [r["step"] for r in json.loads(row["rungs"])] == [3, 6, 12] and row["steps"] == 24
+        assert [r["step"] for r in json.loads(row["rungs"])] == [3, 6] and row["steps"] == 12
         assert all(d["promoted"] for d in t.user_attrs["rung_decisions"])
         assert row["fid"] > 0 and row["state"] == "COMPLETE"
     assert not list(run_dir.glob(f"trials/*/{rung_resume.TRAIN_STATE}"))  # every trial ended by itself
     manifest = RunFolder(run_dir).manifest()
-    assert manifest["scheduler"] == dict(scheduler="mo-asha", min_budget=3, eta=2, steps=24, rungs=[3, 6, 12])
+    assert manifest["scheduler"] == dict(scheduler="mo-asha", min_budget=3, eta=2, steps=12, rungs=[3, 6])
     html = result.report.read_text()
     assert 'id="rungs-table"' in html and "<h2>Rungs</h2>" in html and "why it stopped" in html
 

@@ -153,7 +153,8 @@ def _seeded(config: ArchConfig, seed: int, steps: int = 400) -> dict[str, float]
     return q | {"fid": round(fid, 4), "kid": round(fid / 1000.0, 6), "cmmd": round(fid / 40.0, 5),
                 "clip_score": round(q["clip_score"] + SEED_OFFSET[seed % len(SEED_OFFSET)] / 200, 5),
                 "val_loss": round(q["val_loss"] + SEED_OFFSET[seed % len(SEED_OFFSET)] / 100, 5),
-                "val_loss_grid": round(q["val_loss"] + SEED_OFFSET[seed % len(SEED_OFFSET)] / 120, 5)}
+                "val_loss_grid": round(q["val_loss"] + SEED_OFFSET[seed % len(SEED_OFFSET)] / 120, 5),
+                "teacher_distance": round(q["val_loss"] / 10 + SEED_OFFSET[seed % len(SEED_OFFSET)] / 1000, 6)}
 
 
 def _trial_row(run: RunFolder, number: int, label: str, config: ArchConfig, seed: int, extra: dict) -> dict:
