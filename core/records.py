@@ -114,7 +114,7 @@ class _TrialBase(BaseModel):
 
 TrialRecord = create_model(
     "TrialRecord", __base__=_TrialBase, __doc__="What one evaluation of one architecture produced.",
-    **{name: (float | None, None) for name in METRICS},
+    **{name: (int | float | None, None) for name in METRICS},  # counts stay integers (params), values floats
 )
 TRIAL_FIELDS = tuple(TrialRecord.model_fields)
 
