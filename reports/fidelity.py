@@ -67,8 +67,7 @@ def half_width(sd: float | None, count: float | None, confidence: float) -> floa
     """Half-width of the t-interval of a seed mean (None with fewer than two seeds), as `mean_ci` computes it."""
     if sd is None or count is None or count < 2:
         return None
-    _, high = stats.t.interval(confidence, count - 1, scale=sd / math.sqrt(count))
-    return float(high)
+    return float(stats.t.ppf(0.5 + confidence / 2, count - 1)) * sd / math.sqrt(count)  # 0 for identical seeds
 
 
 def reading(tau: float | None, low: float | None, high: float | None, n: int, confidence: float) -> str:

@@ -28,5 +28,5 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float | 
     mean = float(xs.mean())
     if len(xs) < 2:
         return mean, None
-    low, _ = stats.t.interval(confidence, len(xs) - 1, loc=mean, scale=stats.sem(xs))
-    return mean, mean - float(low)
+    # the t quantile times the standard error (t.interval returns NaN for identical values: a zero scale)
+    return mean, float(stats.t.ppf(0.5 + confidence / 2, len(xs) - 1) * stats.sem(xs))
