@@ -494,7 +494,8 @@ def _start_ray(opts: SearchOptions) -> float:
         ray.init(address=opts.address, **kwargs)
     else:
         cpus = max(opts.cpus_per_trial * opts.workers, os.cpu_count() or 1)
-        ray.init(num_cpus=int(cpus + 0.999), num_gpus=int(opts.gpus_per_trial * opts.workers + 0.999),
+        ray.init(address="local", num_cpus=int(cpus + 0.999),  # a new local Ray, even beside a running cluster
+                 num_gpus=int(opts.gpus_per_trial * opts.workers + 0.999),
                  object_store_memory=200 * 1024 * 1024, **kwargs)
     return time.perf_counter() - began
 
