@@ -90,16 +90,9 @@ class _TrialBase(BaseModel):
             return "" if info.field_name == "preset" else False
         return v
 
-    @field_validator("rungs", mode="before")
+    @field_validator("rungs", "sample_captions", mode="before")
     @classmethod
-    def _rungs_from_text(cls, v: Any) -> Any:  # a table cell holds the history as one JSON text
-        if v is None or (isinstance(v, float) and v != v):
-            return []
-        return json.loads(v) if isinstance(v, str) else v
-
-    @field_validator("sample_captions", mode="before")
-    @classmethod
-    def _captions_from_text(cls, v: Any) -> Any:
+    def _list_from_text(cls, v: Any) -> Any:  # a table cell holds the list as one JSON text (NaN: empty)
         if v is None or (isinstance(v, float) and v != v):
             return []
         return json.loads(v) if isinstance(v, str) else v

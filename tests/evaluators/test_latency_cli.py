@@ -9,17 +9,6 @@ import torch
 from evaluators.latency.kit import write_kit
 from evaluators.latency.signature import arch_signatures
 from evaluators.latency.store import Entry, Lut, LutStore
-from nas.cli import main
-
-
-def run(capsys, *args):
-    code = 0
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        code = exc.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def _one_line_exit_2(result, match):
@@ -30,16 +19,16 @@ def _one_line_exit_2(result, match):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
 @pytest.mark.parametrize("command", [["build", "--preset", "sd15"], ["validate", "--n", "3"],
                                      ["predict", "--preset", "sd15"]])
-def test_a_gpu_requested_where_there_is_none(capsys, lut_dir, command):
-    _one_line_exit_2(run(capsys, "lut", command[0], "--device", "cuda", *command[1:]), "no CUDA GPU")
+def test_a_gpu_requested_where_there_is_none(nas_cli, lut_dir, command):
+    _one_line_exit_2(nas_cli("lut", command[0], "--device", "cuda", *command[1:]), "no CUDA GPU")
     assert not lut_dir.exists() or LutStore(lut_dir).devices() == []
 
 
-def test_bad_device_capture_and_format(capsys, lut_dir, tmp_path):
-    _one_line_exit_2(run(capsys, "lut", "build", "--device", "nokia3310", "--preset", "sd15"), "unknown latency device")
-    _one_line_exit_2(run(capsys, "lut", "build", "--device", "cpu", "--preset", "sd15", "--capture", "graph"),
+def test_bad_device_capture_and_format(nas_cli, lut_dir, tmp_path):
+    _one_line_exit_2(nas_cli("lut", "build", "--device", "nokia3310", "--preset", "sd15"), "unknown latency device")
+    _one_line_exit_2(nas_cli("lut", "build", "--device", "cpu", "--preset", "sd15", "--capture", "graph"),
                      "CUDA graphs need --device cuda")
-    _one_line_exit_2(run(capsys, "lut", "kit", "--preset", "sd15", "--out", str(tmp_path / "k"), "--formats", "apk"),
+    _one_line_exit_2(nas_cli("lut", "kit", "--preset", "sd15", "--out", str(tmp_path / "k"), "--formats", "apk"),
                      "unknown phone format")
     assert not lut_dir.exists()
 
@@ -59,11 +48,11 @@ def _files(kit_dir, suffix):
 
 
 @pytest.mark.slow
-def test_import_of_a_phone_format_needs_only_the_blocks_that_format_has(capsys, lut_dir, kit_dir, tmp_path):
+def test_import_of_a_phone_format_needs_only_the_blocks_that_format_has(nas_cli, lut_dir, kit_dir, tmp_path):
     (package,) = _files(kit_dir, ".mlpackage")
     csv = tmp_path / "coreml.csv"
     csv.write_text(f"file,latency_ms,std_ms\n{package},1.25,0.05\n")
-    code, _, err = run(capsys, "lut", "import", str(csv), "--device", "iphone-test", "--kit", str(kit_dir),
+    code, _, err = nas_cli("lut", "import", str(csv), "--device", "iphone-test", "--kit", str(kit_dir),
                        "--fingerprint", "iPhone, iOS 18, Core ML ANE")
     assert code == 0, err
     (entry,) = LutStore(lut_dir).load("iphone-test").entries.values()
@@ -71,12 +60,12 @@ def test_import_of_a_phone_format_needs_only_the_blocks_that_format_has(capsys, 
     onnx = _files(kit_dir, ".onnx")
     partial = tmp_path / "onnx.csv"
     partial.write_text(f"file,latency_ms\n{onnx[0]},1.0\n")  # the ONNX files are two: one is missing
-    _one_line_exit_2(run(capsys, "lut", "import", str(partial), "--device", "onnx-test", "--kit", str(kit_dir)),
+    _one_line_exit_2(nas_cli("lut", "import", str(partial), "--device", "onnx-test", "--kit", str(kit_dir)),
                      "misses 1 of the kit's 2 blocks")
     assert not (lut_dir / "onnx-test.parquet").exists()
 
 
-def test_import_refuses_other_units_duplicates_and_clashing_fingerprints(capsys, lut_dir, tiny, tmp_path):
+def test_import_refuses_other_units_duplicates_and_clashing_fingerprints(nas_cli, lut_dir, tiny, tmp_path):
     key = arch_signatures(tiny)[0][1].key
     path = LutStore(lut_dir).save(Lut("phone", "imported", {"device": "phone", "description": "phone"}, {},
                                       {key: Entry(1.0, math.nan, 0)}))
@@ -86,8 +75,8 @@ def test_import_refuses_other_units_duplicates_and_clashing_fingerprints(capsys,
                         (f"key,latency_ms\n{key},1\n{key},2\n", "duplicate")]:
         csv = tmp_path / "bad.csv"
         csv.write_text(text)
-        _one_line_exit_2(run(capsys, "lut", "import", str(csv), "--device", "phone"), match)
+        _one_line_exit_2(nas_cli("lut", "import", str(csv), "--device", "phone"), match)
     csv.write_text(f"key,latency_ms\n{key},2\n")
-    _one_line_exit_2(run(capsys, "lut", "import", str(csv), "--device", "phone", "--fingerprint", "another phone"),
+    _one_line_exit_2(nas_cli("lut", "import", str(csv), "--device", "phone", "--fingerprint", "another phone"),
                      "--replace")
     assert path.read_bytes() == before
