@@ -25,6 +25,11 @@ system-deps:
 demo: install
 	HF_HUB_OFFLINE=1 tools/loopback.sh $(BIN)/nas search --space unet_mobile
 
+# Test files run on TEST_WORKERS processes (pytest-xdist), each file whole on one worker (module fixtures are
+# built once). Two by default: the CI machine has 2 cores, and every worker may hold a local Ray and a
+# full-scale model (several GB) at once.
+TEST_WORKERS ?= 2
+
 test: install system-deps
 	$(BIN)/lint-imports --no-cache
-	HF_HUB_OFFLINE=1 tools/loopback.sh $(BIN)/python -m pytest -q
+	HF_HUB_OFFLINE=1 tools/loopback.sh $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile

@@ -4,6 +4,7 @@ folder resumed, SIGINT/SIGTERM mid-trial then resume, a corrupt study, bad paths
 Each test checks the exit status, that stderr is one line without a traceback, and that no completed trial
 is lost or duplicated (counts and values against the study)."""
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -111,7 +112,7 @@ def test_second_driver_on_a_live_run_is_refused_and_the_first_finishes(tmp_path,
     run_dir = tmp_path / "run"
     first = _driver(tmp_path, run_dir, 2, steps=60)
     _wait_running(first, run_dir)
-    second = _driver(tmp_path, run_dir, 3)
+    second = _driver(tmp_path, run_dir, 3, steps=60)  # the same search (another budget is refused before the lock)
     code, err = second.wait(timeout=120), second.stderr.read()
     assert code == 2
     line = _one_line(err)
@@ -162,7 +163,7 @@ def test_a_copied_run_folder_resumes_into_itself(tmp_path, search_env):
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_mid_trial_interrupts_then_resume_finishes_exactly(tmp_path, search_env, sig, code):
     run_dir, n = tmp_path / "run", 2
-    proc = _driver(tmp_path, run_dir, n, steps=400)
+    proc = _driver(tmp_path, run_dir, n, steps=60)
     _wait_running(proc, run_dir)
     if sig == signal.SIGINT:  # Ctrl-C in a terminal: the whole foreground process group gets it
         os.killpg(proc.pid, sig)
@@ -180,7 +181,9 @@ def test_a_signal_mid_trial_interrupts_then_resume_finishes_exactly(tmp_path, se
     assert RunFolder(run_dir).manifest()["last_stop"]["reason"] == f"interrupted by {sig.name}"
     before = _complete(run_dir)
 
-    result = run_search(tiny_options(run_dir, trials=n, resume=True, warm_start=(), report=False))
+    settings = tiny_settings(run_dir)  # the driver's settings: a resumed search keeps its budget
+    settings = dataclasses.replace(settings, budget=settings.budget.replace(steps=60))
+    result = run_search(tiny_options(run_dir, trials=n, resume=True, warm_start=(), report=False, settings=settings))
     after = _complete(run_dir)
     assert result.n_complete == n == len(after)
     assert all(after[k] == v for k, v in before.items())  # nothing lost, nothing rerun

@@ -53,7 +53,7 @@ def test_dashboard_serves_the_study_on_loopback(run):
         assert len(complete) == int((table["state"] == "COMPLETE").sum())
     finally:
         proc.send_signal(signal.SIGINT)  # Ctrl-C stops it cleanly
-        code = proc.wait(timeout=30)
+        code = proc.wait(timeout=120)  # generous: two test workers share the cores
     assert code == 0 and proc.stderr.read() == ""
 
 

@@ -82,8 +82,11 @@ def test_search_on_a_ray_cluster_started_with_ray_start(tmp_path, search_env, mo
     # Ray caches the token per process, so an earlier local ray.init in this process already read it).
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
     subprocess.run([str(BIN / "ray"), "get-auth-token", "--generate"], check=True, capture_output=True)
+    # Its own temp folder (short: Ray's socket paths must fit in 107 bytes), so that stopping it stops only this
+    # cluster's processes: `ray stop` would kill every Ray on the machine, a parallel test worker's included.
+    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     start = [str(BIN / "ray"), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
-             "--include-dashboard=false", "--disable-usage-stats"]
+             "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"]
     subprocess.run(start, check=True, capture_output=True, env=dict(os.environ))
     try:
         run_dir = tmp_path / "run"
@@ -92,7 +95,25 @@ def test_search_on_a_ray_cluster_started_with_ray_start(tmp_path, search_env, mo
         table = RunFolder(run_dir).read_trials()
         assert set(table["ray_gcs"]) == {f"127.0.0.1:{port}"}  # every trial ran on that cluster
     finally:
-        subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True)
+        _stop_cluster(temp, port)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _stop_cluster(temp: str, port: int) -> None:
+    """Kill the processes of the cluster started with `--temp-dir=temp --port=port` (and only those)."""
+    import psutil
+
+    def ours(proc):
+        try:
+            cmd = " ".join(proc.cmdline())
+        except psutil.Error:
+            return False
+        return temp in cmd or f"127.0.0.1:{port}" in cmd or f"--gcs_server_port={port}" in cmd
+
+    procs = [p for p in psutil.process_iter() if p.pid != os.getpid() and ours(p)]
+    for p in procs:
+        p.kill()
+    psutil.wait_procs(procs, timeout=30)
 
 
 @pytest.fixture
