@@ -153,6 +153,17 @@ def training_memory(config: ArchConfig, proxy: ArchConfig, batch_size: int, samp
                           "weights, gradients and optimizer state")
 
 
+def with_teacher(student: MemoryEstimate, teacher: ArchConfig, teacher_proxy: ArchConfig,
+                 batch_size: int) -> MemoryEstimate:
+    """Distilled training (`--proxy inherit`): the student's training with the teacher's proxy resident for its
+    forwards at the training batch (fp32 weights, no gradients or optimizer state, activations not kept)."""
+    weights = sum(block_params(s) for _, s in arch_blocks(teacher_proxy)) * FP32
+    return MemoryEstimate(f"{student.what}, with its teacher (arch {teacher.arch_id}) resident",
+                          student.weight_bytes + weights,
+                          student.activation_bytes + activation_bytes(teacher_proxy) * batch_size, student.largest,
+                          f"{student.weight_label}, and the teacher's weights")
+
+
 def model_memory(config: ArchConfig, what: str, weight_copies: int = 1, batch: int = 1,
                  bytes_per_el: int = FP32) -> MemoryEstimate:
     """One full-scale model built with `weight_copies` copies of its weights and run forward at `batch`."""

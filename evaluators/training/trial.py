@@ -16,7 +16,7 @@ import torch
 from core.console import warn
 from core.errors import UserError
 from evaluators.data import CaptionedImages, load_dataset
-from evaluators.memory import check_fits, training_memory
+from evaluators.memory import check_fits, training_memory, with_teacher
 from evaluators.quality import get_quality_evaluator
 from evaluators.training.budget import Budget
 from evaluators.training.diffusion import (
@@ -181,7 +181,8 @@ def evaluate_arch(config: ArchConfig, budget: Budget = Budget(), seed: int = 0, 
     start = time.perf_counter()
     device = torch.device(device)
     proxy = to_proxy(config, budget.scale)
-    check_proxy_fits(config, budget, str(device), max_memory)
+    check_proxy_fits(config, budget, str(device), max_memory,
+                     proxy_mode.teacher_arch if proxy_mode is not None and proxy_mode.inherit else None)
     result = TrialResult(arch_id=config.arch_id, proxy_arch_id=proxy.arch_id, seed=seed, device=str(device),
                          budget=budget.to_dict())
     clock = [time.perf_counter()]
@@ -295,17 +296,31 @@ def _loss(teacher: Teacher | None, model, proxy_mode: ProxyMode | None) -> conte
     return Distiller(teacher.model, model, proxy_mode.distill)
 
 
-def check_proxy_fits(config: ArchConfig, budget: Budget, device: str = "cpu",
-                     max_memory: int | None = None) -> None:
+def check_proxy_fits(config: ArchConfig, budget: Budget, device: str = "cpu", max_memory: int | None = None,
+                     teacher: ArchConfig | None = None) -> None:
     """Refuse, before anything is built, a proxy whose training would not fit in memory.
 
+    Args:
+        teacher: the full-scale teacher of an inherit-mode trial: its proxy stays resident while the student
+            trains (and, when it is not cached yet, it first trains itself), so both must fit.
+
     Raises:
-        TooLargeError: the estimate (`evaluators.memory.training_memory`) exceeds `max_memory` or what
-            `device` has available; the message names the block of `config` that needs the most.
+        TooLargeError: the estimate (`evaluators.memory.training_memory`, `with_teacher`) exceeds `max_memory`
+            or what `device` has available; the message names the block of `config` that needs the most.
     """
+    def training(arch: ArchConfig, proxy: ArchConfig):
+        return training_memory(arch, proxy, budget.batch_size, budget.sample_batch_size,
+                               guided=budget.cfg_scale != 1, ema=budget.ema_decay is not None)
+
     proxy = to_proxy(config, budget.scale)
-    check_fits(training_memory(config, proxy, budget.batch_size, budget.sample_batch_size,
-                               guided=budget.cfg_scale != 1, ema=budget.ema_decay is not None), max_memory, device)
+    estimate = training(config, proxy)
+    if teacher is not None:
+        teacher_proxy = to_proxy(teacher, budget.scale)
+        own = training(teacher, teacher_proxy)
+        own = dataclasses.replace(own, what=f"training the teacher (arch {teacher.arch_id}, batch "
+                                            f"{budget.batch_size}; once, when it is not cached)")
+        estimate = max(with_teacher(estimate, teacher, teacher_proxy, budget.batch_size), own, key=lambda e: e.total)
+    check_fits(estimate, max_memory, device)
 
 
 def _failed(result: TrialResult, reason: str, start: float) -> TrialResult:

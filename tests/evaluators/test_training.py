@@ -263,3 +263,21 @@ def test_too_large_proxy_is_refused_before_anything_is_built():
     wide = get_preset("mobilediffusion").with_level(0, channels=102_400)
     with pytest.raises(TooLargeError, match=r"levels\[0\]\.channels 102400"):  # ~75 GiB: built, it would die
         check_proxy_fits(wide, Budget(), max_memory=32 << 30)
+
+
+def test_an_inherit_trial_needs_room_for_its_teacher_too():
+    from evaluators.memory import training_memory, with_teacher
+    from search_spaces.proxy import to_proxy
+
+    student, teacher, budget = get_preset("bk_sdm_tiny"), get_preset("sd15"), Budget()
+    alone = training_memory(student, to_proxy(student, budget.scale), budget.batch_size, budget.sample_batch_size)
+    both = with_teacher(alone, teacher, to_proxy(teacher, budget.scale), budget.batch_size)
+    assert both.total > alone.total and both.weight_bytes > alone.weight_bytes
+    limit = (alone.total + both.total) // 2  # room for the student alone, not with its teacher
+    check_proxy_fits(student, budget, max_memory=limit)
+    with pytest.raises(TooLargeError, match=r"teacher \(arch "):
+        check_proxy_fits(student, budget, max_memory=limit, teacher=teacher)
+    small = get_preset("mobilediffusion")  # a teacher smaller than the student: the resident pair decides
+    pair = with_teacher(alone, small, to_proxy(small, budget.scale), budget.batch_size)
+    with pytest.raises(TooLargeError, match=r"with its teacher \(arch .*\) resident"):
+        check_proxy_fits(student, budget, max_memory=(alone.total + pair.total) // 2, teacher=small)
