@@ -1,6 +1,7 @@
 """`nas search --scheduler mo-asha` for real: a local Ray, tiny real trainings, a real SQLite study. Trials stop
 at rungs with their reason and rung values, promoted ones run to the full budget, a resumed run ranks against
-the rungs recorded before, and a driver killed with SIGKILL mid-trial resumes that trial from its last rung."""
+the rungs recorded before, a driver killed with SIGKILL mid-trial resumes that trial from its last rung, and a cluster started with
+`ray start` on loopback runs it too."""
 
 import dataclasses
 import json
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from search_helpers import tiny_options, tiny_settings
+from search_helpers import ray_start_cluster, tiny_options, tiny_settings
 
 from core.run_folder import RunFolder
 from nas import rung_resume
@@ -127,3 +128,17 @@ def test_a_killed_driver_resumes_the_trial_from_its_last_rung(tmp_path, search_e
     # continued, not restarted: the new trial's decision at rung 36 is its only one (rung 4 was not reported again)
     assert [d["rung"] for d in new.user_attrs["rung_decisions"]] == [36]
     assert not list(run_dir.glob(f"trials/*/{rung_resume.TRAIN_STATE}"))
+
+
+@pytest.mark.slow
+def test_mo_asha_on_a_ray_cluster_started_with_ray_start(tmp_path, search_env, monkeypatch):
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    with ray_start_cluster() as address:
+        run_dir = tmp_path / "run"
+        result = run_search(mo_options(run_dir, trials=6, workers=2, address=address, report=False))
+        table = RunFolder(run_dir).read_trials()
+        assert set(table["ray_gcs"]) == {address} and len(table) == 6  # every trial ran on that cluster
+        assert set(table["state"]) == {"COMPLETE", "STOPPED"}  # the scheduler stopped some at a rung there
+        assert result.n_complete == int((table["state"] == "COMPLETE").sum())
+        for _, row in table[table["state"] == "STOPPED"].iterrows():
+            assert REASON.match(row["stop_reason"]) and row["stopped_at_step"] in (3, 6)

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import optuna
 import pytest
-from search_helpers import tiny_options
+from search_helpers import ray_start_cluster, tiny_options
 
 from core.run_folder import RunFolder
 from nas.search import run_search
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 
 
 def _free_port() -> int:
@@ -39,7 +38,7 @@ def test_sigkill_mid_run_then_resume_counts_exactly(tmp_path, search_env):
     script = tmp_path / "drive.py"
     script.write_text(
         "import sys\nfrom pathlib import Path\nsys.path.insert(0, %r)\n"
-        "from search_helpers import tiny_options\nfrom nas.search import run_search\n"
+        "from search_helpers import ray_start_cluster, tiny_options\nfrom nas.search import run_search\n"
         "run_search(tiny_options(Path(sys.argv[1]), trials=int(sys.argv[2]), warm_start=()))\n" % str(TESTS_DIR))
     proc = subprocess.Popen([sys.executable, str(script), str(run_dir), str(n)], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
@@ -77,43 +76,13 @@ def test_sigkill_mid_run_then_resume_counts_exactly(tmp_path, search_env):
 
 @pytest.mark.slow
 def test_search_on_a_ray_cluster_started_with_ray_start(tmp_path, search_env, monkeypatch):
-    port = _free_port()
-    # Ray 2.5x token auth: the cluster and this driver share the default token file (~/.ray/auth_token;
-    # Ray caches the token per process, so an earlier local ray.init in this process already read it).
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
-    subprocess.run([str(BIN / "ray"), "get-auth-token", "--generate"], check=True, capture_output=True)
-    # Its own temp folder (short: Ray's socket paths must fit in 107 bytes), so that stopping it stops only this
-    # cluster's processes: `ray stop` would kill every Ray on the machine, a parallel test worker's included.
-    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
-    start = [str(BIN / "ray"), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
-             "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"]
-    subprocess.run(start, check=True, capture_output=True, env=dict(os.environ))
-    try:
+    with ray_start_cluster() as address:
         run_dir = tmp_path / "run"
-        result = run_search(tiny_options(run_dir, trials=4, address=f"127.0.0.1:{port}", warm_start=()))
+        result = run_search(tiny_options(run_dir, trials=4, address=address, warm_start=()))
         assert result.n_complete == 4
         table = RunFolder(run_dir).read_trials()
-        assert set(table["ray_gcs"]) == {f"127.0.0.1:{port}"}  # every trial ran on that cluster
-    finally:
-        _stop_cluster(temp, port)
-        shutil.rmtree(temp, ignore_errors=True)
-
-
-def _stop_cluster(temp: str, port: int) -> None:
-    """Kill the processes of the cluster started with `--temp-dir=temp --port=port` (and only those)."""
-    import psutil
-
-    def ours(proc):
-        try:
-            cmd = " ".join(proc.cmdline())
-        except psutil.Error:
-            return False
-        return temp in cmd or f"127.0.0.1:{port}" in cmd or f"--gcs_server_port={port}" in cmd
-
-    procs = [p for p in psutil.process_iter() if p.pid != os.getpid() and ours(p)]
-    for p in procs:
-        p.kill()
-    psutil.wait_procs(procs, timeout=30)
+        assert set(table["ray_gcs"]) == {address}  # every trial ran on that cluster
 
 
 @pytest.fixture
