@@ -177,10 +177,11 @@ def validate_options(opts: SearchOptions) -> None:
     if s.max_params is not None and s.max_params <= 0:
         raise UserError(f"--max-params must be positive, got {s.max_params}")
     existing = RunFolder(opts.run_dir)
-    stored = existing.manifest().get("scheduler", Rungs().to_dict()) if existing.exists() else None
+    manifest = existing.manifest() if existing.exists() else None
+    stored = None if manifest is None else manifest.get("scheduler", Rungs().to_dict())
     validate_rungs(opts.rungs, [o.name for o in opts.objectives], s.budget.seconds is not None, stored)
-    if existing.exists():
-        _check_same_budget(existing.path, existing.manifest(), s)
+    if manifest is not None:
+        _check_same_budget(existing.path, manifest, s)
     if opts.address:
         _check_address(opts.address)
 
@@ -289,7 +290,7 @@ def _open_run(opts: SearchOptions) -> _OpenRun:
                 objectives=objectives, sampler=opts.sampler, seed=opts.seed, n_trials=opts.trials,
                 storage=opts.storage, study_file=None if opts.storage else STUDY_FILE, study_name=study_name,
                 warm_start=list(opts.warm_start), budget=opts.settings.budget.to_dict(),
-                budget_hash=opts.settings.budget_hash, proxy=opts.settings.proxy.to_dict(), scheduler=opts.rungs.to_dict(),
+                proxy=opts.settings.proxy.to_dict(), scheduler=opts.rungs.to_dict(),
                 constraints=dict(latency_budget_ms=opts.settings.latency_budget_ms,
                                  max_params=opts.settings.max_params),
                 metrics=list(opts.settings.metrics), provenance=provenance(seed=opts.seed)))
@@ -487,24 +488,21 @@ def _trainable(tune_config: dict, settings: TrialSettings, seed: int) -> dict:
 
 def _check_same_budget(path: Path, manifest: dict, settings: TrialSettings) -> None:
     """A resumed search trains its new trials like its old ones: same budget, same proxy mode and teacher.
+    A budget field the run's version did not record counts as unchanged.
 
     Raises:
         UserError: the run was started with another budget or proxy mode (its trials would not be comparable).
     """
-    stored_hash, stored_budget = manifest.get("budget_hash"), manifest.get("budget")
-    if stored_hash is None and stored_budget is None:
-        return  # a run of a version that recorded neither: nothing to compare
-    same = (stored_hash == settings.budget_hash) if stored_hash is not None else \
-        (stored_budget == settings.budget.to_dict())
-    if same:
-        return
-    changed = sorted(k for k, v in settings.budget.to_dict().items() if (stored_budget or {}).get(k, v) != v)
+    stored = manifest.get("budget")
+    if stored is None:
+        return  # a run of a version that recorded no budget: nothing to compare
+    changed = [k for k, v in settings.budget.to_dict().items() if stored.get(k, v) != v]
     proxy = manifest.get("proxy", {"mode": "scratch"})
     if proxy != settings.proxy.to_dict():
         changed.append(f"proxy ({proxy.get('mode')} -> {settings.proxy.mode})")
-    what = ", ".join(changed) or f"budget hash {stored_hash} -> {settings.budget_hash}"
-    raise UserError(f"{path} was run with another budget or proxy mode ({what}); a resumed search keeps them: "
-                    f"pass the options it was started with, or use a new --run-dir")
+    if changed:
+        raise UserError(f"{path} was run with another budget or proxy mode ({', '.join(changed)}); a resumed search "
+                        f"keeps them: pass the options it was started with, or use a new --run-dir")
 
 
 def _start_ray(opts: SearchOptions) -> float:

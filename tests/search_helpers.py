@@ -36,6 +36,13 @@ def tiny_options(run_dir, trials=3, objectives="fid,clip_score,latency_ms", **ch
                          command=["pytest"], **changes)
 
 
+def free_port() -> int:
+    """A loopback port free now (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @contextlib.contextmanager
 def ray_start_cluster(num_cpus: int = 2):
     """A Ray cluster started with `ray start --head` on loopback, as a user would start one; yields its address.
@@ -46,10 +53,7 @@ def ray_start_cluster(num_cpus: int = 2):
     caller sets RAY_AUTH_MODE=token, since Ray caches the token per process)."""
     import psutil
 
-    bin_dir = Path(sys.executable).parent
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    bin_dir, port = Path(sys.executable).parent, free_port()
     subprocess.run([str(bin_dir / "ray"), "get-auth-token", "--generate"], check=True, capture_output=True)
     temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     subprocess.run([str(bin_dir / "ray"), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",

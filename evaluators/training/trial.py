@@ -181,8 +181,7 @@ def evaluate_arch(config: ArchConfig, budget: Budget = Budget(), seed: int = 0, 
     start = time.perf_counter()
     device = torch.device(device)
     proxy = to_proxy(config, budget.scale)
-    check_proxy_fits(config, budget, str(device), max_memory,
-                     proxy_mode.teacher_arch if proxy_mode is not None and proxy_mode.inherit else None)
+    check_proxy_fits(config, budget, str(device), max_memory, proxy_mode)
     result = TrialResult(arch_id=config.arch_id, proxy_arch_id=proxy.arch_id, seed=seed, device=str(device),
                          budget=budget.to_dict())
     clock = [time.perf_counter()]
@@ -297,12 +296,12 @@ def _loss(teacher: Teacher | None, model, proxy_mode: ProxyMode | None) -> conte
 
 
 def check_proxy_fits(config: ArchConfig, budget: Budget, device: str = "cpu", max_memory: int | None = None,
-                     teacher: ArchConfig | None = None) -> None:
+                     proxy_mode: ProxyMode | None = None) -> None:
     """Refuse, before anything is built, a proxy whose training would not fit in memory.
 
     Args:
-        teacher: the full-scale teacher of an inherit-mode trial: its proxy stays resident while the student
-            trains (and, when it is not cached yet, it first trains itself), so both must fit.
+        proxy_mode: inherit mode's teacher proxy stays resident while the student trains (and, when it is not
+            cached yet, the teacher first trains itself), so both must fit.
 
     Raises:
         TooLargeError: the estimate (`evaluators.memory.training_memory`, `with_teacher`) exceeds `max_memory`
@@ -314,7 +313,8 @@ def check_proxy_fits(config: ArchConfig, budget: Budget, device: str = "cpu", ma
 
     proxy = to_proxy(config, budget.scale)
     estimate = training(config, proxy)
-    if teacher is not None:
+    if proxy_mode is not None and proxy_mode.inherit:
+        teacher = proxy_mode.teacher_arch
         teacher_proxy = to_proxy(teacher, budget.scale)
         own = training(teacher, teacher_proxy)
         own = dataclasses.replace(own, what=f"training the teacher (arch {teacher.arch_id}, batch "

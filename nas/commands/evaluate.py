@@ -115,8 +115,7 @@ def evaluate(
                     cfg_scale=cfg_scale, image_size=image_size, width_divisor=width_divisor, n_train=train_images,
                     data=data, data_path=data_path)
     budget = fit_heldout(budget, n_val, n_samples, n_real)
-    check_proxy_fits(arch, budget, device, limit,  # before the domain CLIP is loaded (or trained)
-                     mode.teacher_arch if mode.inherit else None)
+    check_proxy_fits(arch, budget, device, limit, mode)  # before the domain CLIP is loaded (or trained)
     if threads is not None:
         torch.set_num_threads(threads)
     out = out or Path("runs") / "evaluate" / f"{arch.arch_id}-seed{seed}"

@@ -267,6 +267,7 @@ def test_too_large_proxy_is_refused_before_anything_is_built():
 
 def test_an_inherit_trial_needs_room_for_its_teacher_too():
     from evaluators.memory import training_memory, with_teacher
+    from evaluators.training.proxy_mode import ProxyMode
     from search_spaces.proxy import to_proxy
 
     student, teacher, budget = get_preset("bk_sdm_tiny"), get_preset("sd15"), Budget()
@@ -275,9 +276,11 @@ def test_an_inherit_trial_needs_room_for_its_teacher_too():
     assert both.total > alone.total and both.weight_bytes > alone.weight_bytes
     limit = (alone.total + both.total) // 2  # room for the student alone, not with its teacher
     check_proxy_fits(student, budget, max_memory=limit)
+    check_proxy_fits(student, budget, max_memory=limit, proxy_mode=ProxyMode("scratch"))  # scratch: no teacher to make room for
     with pytest.raises(TooLargeError, match=r"teacher \(arch "):
-        check_proxy_fits(student, budget, max_memory=limit, teacher=teacher)
+        check_proxy_fits(student, budget, max_memory=limit, proxy_mode=ProxyMode("inherit", teacher="sd15"))
     small = get_preset("mobilediffusion")  # a teacher smaller than the student: the resident pair decides
     pair = with_teacher(alone, small, to_proxy(small, budget.scale), budget.batch_size)
     with pytest.raises(TooLargeError, match=r"with its teacher \(arch .*\) resident"):
-        check_proxy_fits(student, budget, max_memory=(alone.total + pair.total) // 2, teacher=small)
+        check_proxy_fits(student, budget, max_memory=(alone.total + pair.total) // 2,
+                         proxy_mode=ProxyMode("inherit", teacher="mobilediffusion"))

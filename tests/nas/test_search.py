@@ -152,14 +152,13 @@ def test_scheduler_bad_inputs_exit_2(tmp_path, nas_cli):
 
 def test_resuming_with_another_budget_exits_2_and_leaves_the_folder_alone(tmp_path, nas_cli):
     from evaluators.training import Budget
-    from evaluators.training.proxy_mode import budget_hash
 
     path, budget = tmp_path / "run", Budget(steps=100)
     RunFolder.create(path, dict(name="run", space="unet_mobile", study_name="nas-run", study_file="study.db",
                                 objectives=[{"name": "fid", "direction": "minimize"},
                                             {"name": "clip_score", "direction": "maximize"},
                                             {"name": "latency_ms", "direction": "minimize"}],
-                                budget=budget.to_dict(), budget_hash=budget_hash(budget), proxy={"mode": "scratch"}))
+                                budget=budget.to_dict(), proxy={"mode": "scratch"}))
     before = {p.name: p.stat().st_mtime_ns for p in path.iterdir()}
     code, _, err = nas_cli("search", "--run-dir", path, "--resume", "--budget", "200")
     assert code == 2 and "another budget or proxy mode (steps)" in err and len(err.strip().splitlines()) == 1, err

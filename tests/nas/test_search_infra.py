@@ -4,7 +4,6 @@ import glob
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -13,18 +12,12 @@ from pathlib import Path
 
 import optuna
 import pytest
-from search_helpers import ray_start_cluster, tiny_options
+from search_helpers import free_port, ray_start_cluster, tiny_options
 
 from core.run_folder import RunFolder
 from nas.search import run_search
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _study(run_dir: Path) -> optuna.Study:
@@ -38,7 +31,7 @@ def test_sigkill_mid_run_then_resume_counts_exactly(tmp_path, search_env):
     script = tmp_path / "drive.py"
     script.write_text(
         "import sys\nfrom pathlib import Path\nsys.path.insert(0, %r)\n"
-        "from search_helpers import ray_start_cluster, tiny_options\nfrom nas.search import run_search\n"
+        "from search_helpers import free_port, ray_start_cluster, tiny_options\nfrom nas.search import run_search\n"
         "run_search(tiny_options(Path(sys.argv[1]), trials=int(sys.argv[2]), warm_start=()))\n" % str(TESTS_DIR))
     proc = subprocess.Popen([sys.executable, str(script), str(run_dir), str(n)], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
@@ -94,7 +87,7 @@ def postgres():
     bindir = Path(bins[-1]).parent
     root = Path(tempfile.mkdtemp(prefix="nas-pg-"))
     root.chmod(0o755)
-    data, port = root / "data", _free_port()
+    data, port = root / "data", free_port()
     data.mkdir()
     shutil.chown(data, "postgres", "postgres")
     as_pg = ["runuser", "-u", "postgres", "--"]
