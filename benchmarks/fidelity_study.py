@@ -8,6 +8,10 @@ any machine (commit the CSV as rows arrive).
 
     python benchmarks/fidelity_study.py --out benchmarks/fidelity/trials.csv [--threads 1] [--only short]
 
+Several processes may share one CSV (e.g. one single-threaded process per core): each claims a trial in
+`<out>.claims/` (a file per trial holding its pid) before training it, and skips trials another live process
+has claimed; a claim left by a dead process is taken over.
+
 Order of the work: short budget seed 0 for every architecture, then seed 1, then the reference seed 0, so that
 a partial run already gives the seed ceiling of the short budget.
 
@@ -80,6 +84,31 @@ def append_row(path: Path, row: dict, columns: tuple[str, ...] = COLUMNS) -> Non
         os.fsync(f.fileno())
 
 
+def claim(claims: Path, key: tuple) -> bool:
+    """Claim one trial for this process: True if it is ours now (created, or taken from a dead process)."""
+    claims.mkdir(parents=True, exist_ok=True)
+    path = claims / hashlib.sha256(repr(key).encode()).hexdigest()[:16]
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            pid = int(path.read_text() or 0)
+            os.kill(pid, 0)  # raises if that process is gone
+            return False
+        except (ValueError, ProcessLookupError, FileNotFoundError):
+            path.unlink(missing_ok=True)  # stale: its process died; race for it again
+            return claim(claims, key)
+        except PermissionError:  # alive, another user's
+            return False
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    return True
+
+
+def release(claims: Path, key: tuple) -> None:
+    (claims / hashlib.sha256(repr(key).encode()).hexdigest()[:16]).unlink(missing_ok=True)
+
+
 def _install_evaluator() -> None:
     """Put the committed domain-CLIP weights (the evaluator every committed row was scored with) into the cache,
     so a fresh machine scores with the same weights instead of retraining its own."""
@@ -125,10 +154,14 @@ def main() -> None:
     jobs = [("short", short, s) for s in range(args.short_seeds)] + [("reference", reference, 0)]
     if args.only:
         jobs = [j for j in jobs if j[0] == args.only]
+    claims = args.out.with_suffix(".claims")
     for name, budget, seed in jobs:
         for label, config in panel:
             key = (config.arch_id, budget_hash(budget), seed, ev_key)
-            if key in done_keys(args.out):
+            if key in done_keys(args.out) or not claim(claims, key):
+                continue
+            if key in done_keys(args.out):  # finished by another process between the two checks
+                release(claims, key)
                 continue
             print(f"[{time.strftime('%H:%M:%S')}] {name} seed {seed} {label} ({config.arch_id})", flush=True)
             r = evaluate_arch(config, budget, seed=seed, evaluator=evaluator)
@@ -141,6 +174,7 @@ def main() -> None:
                        finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
             row |= {m: getattr(r, m) for m in METRICS} | {f"seconds_{s}": r.seconds.get(s) for s in STAGES}
             append_row(args.out, row)
+            release(claims, key)
             print(f"    fid {r.fid} clip {r.clip_score} cmmd {r.cmmd} val {r.val_loss} grid {r.val_loss_grid} "
                   f"{r.total_seconds:.0f} s", flush=True)
 
@@ -151,10 +185,14 @@ def _inherit_study(args: argparse.Namespace, panel: list, budget: Budget, evalua
     mode = ProxyMode(mode="inherit", teacher=args.teacher, teacher_steps=args.teacher_steps or 0)
     ev_key = evaluator.info["model_id"]
     key_hash = mode_budget_hash(budget, mode)
+    claims = out.with_suffix(".claims")
     for seed in range(args.short_seeds):
         for label, config in panel:
             key = (config.arch_id, key_hash, seed, ev_key)
+            if key in done_keys(out) or not claim(claims, key):
+                continue
             if key in done_keys(out):
+                release(claims, key)
                 continue
             print(f"[{time.strftime('%H:%M:%S')}] inherit seed {seed} {label} ({config.arch_id})", flush=True)
             r = evaluate_arch(config, budget, seed=seed, evaluator=evaluator, proxy_mode=mode,
@@ -173,6 +211,7 @@ def _inherit_study(args: argparse.Namespace, panel: list, budget: Budget, evalua
                        seconds_teacher_distance=r.seconds.get("teacher_distance"))
             row |= {m: getattr(r, m) for m in METRICS} | {f"seconds_{s}": r.seconds.get(s) for s in STAGES}
             append_row(out, row, INHERIT_COLUMNS)
+            release(claims, key)
             print(f"    inherited {r.inherited_fraction} fid {r.fid} clip {r.clip_score} val {r.val_loss} "
                   f"teacher distance {r.teacher_distance} {r.total_seconds:.0f} s", flush=True)
 
