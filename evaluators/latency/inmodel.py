@@ -27,7 +27,7 @@ from core.errors import UserError
 from core.io import write_json
 from evaluators.latency.signature import BlockSignature
 from evaluators.latency.store import Entry, LutStore
-from evaluators.latency.timing import CLOCKS, warm_up
+from evaluators.latency.timing import CLOCKS, SpeedProbe, warm_up
 from search_spaces.blocks import arch_blocks
 from search_spaces.config import ArchConfig
 
@@ -35,7 +35,7 @@ SCHEMA = "nas-lut-inmodel/1"
 
 
 def profile_model(backend, config: ArchConfig, rounds: int = 5, warmup: int = 10,
-                  warmup_s: float = 1.0) -> dict[str, float]:
+                  warmup_s: float = 1.0, probe: SpeedProbe | None = None) -> dict[str, float]:
     """Median milliseconds of every block of `config` (at its own latent size) inside whole forwards.
 
     Args:
@@ -43,6 +43,8 @@ def profile_model(backend, config: ArchConfig, rounds: int = 5, warmup: int = 10
             pinned core) is the caller's to enter.
         config: the architecture.
         rounds: timed forwards; warmup, warmup_s: untimed forwards first (calls, seconds cap).
+        probe: the LUT's speed probe (timed before the first forward and after each; a forward's block times
+            are scaled to the probe's reference speed, as `timing.measure_interleaved` does).
 
     Returns:
         module path -> median milliseconds of that block over the rounds.
@@ -87,8 +89,12 @@ def profile_model(backend, config: ArchConfig, rounds: int = 5, warmup: int = 10
         with torch.inference_mode():
             module(*inputs)
 
+    probe_sample = probe.sampler(backend.clock, backend.sync, warmup=warmup, warmup_s=warmup_s) if probe else None
+    probes = []
     try:
         warm_up(forward, warmup, warmup_s, backend.sync)
+        if probe_sample:
+            probes.append(probe_sample())
         recording[0] = True
         for _ in range(rounds):
             forward()
@@ -96,10 +102,14 @@ def profile_model(backend, config: ArchConfig, rounds: int = 5, warmup: int = 10
             for path, start, end in pending:
                 samples[path].append(start.elapsed_time(end))
             pending.clear()
+            if probe_sample:
+                probes.append(probe_sample())
     finally:
         for handle in handles:
             handle.remove()
-    return {path: statistics.median(values) for path, values in samples.items()}
+    speeds = probe.speeds(probes) if probe else [1.0] * rounds
+    return {path: statistics.median(ms * speed for ms, speed in zip(values, speeds))
+            for path, values in samples.items()}
 
 
 @dataclass

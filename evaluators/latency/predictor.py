@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
@@ -29,7 +30,7 @@ from evaluators.latency.signature import (
     with_image_size,
 )
 from evaluators.latency.store import Entry, Lut, LutStore
-from evaluators.latency.timing import Timing, measure_interleaved
+from evaluators.latency.timing import SpeedProbe, Timing, measure_interleaved, reference_ms
 from evaluators.memory import blocks_memory, check_fits, model_memory, together
 from search_spaces.blocks import arch_blocks
 from search_spaces.config import ArchConfig
@@ -48,6 +49,17 @@ WARMUP_CALLS, WARMUP_SECONDS = 10, 1.0
 DEFAULT_ROUNDS, DEFAULT_MODEL_ROUNDS = 15, 5
 CHUNK_BLOCK_PARAMS = 250_000_000  # weights resident at once while timing blocks (1 GB in fp32)
 CHUNK_MODEL_PARAMS = 1_000_000_000  # weights resident at once while timing whole models (4 GB in fp32)
+# The speed probe of measured CPU tables (`timing.SpeedProbe`): a ResNet block of 320 channels at 16x16 and a
+# ReLU-attention transformer of 640 channels at 8x8 (~0.8 GMAC together), in the table's dtype. Fixed keys,
+# not taken from a preset, so the probe never changes under a table; a new probe is a new version (and so a
+# new fingerprint). GPU tables have none: CUDA-event times do not drift with the host's speed.
+PROBE_VERSION = "1"
+PROBE_KEYS = (
+    "kind=resnet|in_ch=320|out_ch=320|res=16|temb_ch=1280|groups=32|separable=0|depth=0|attention=none|heads=0|"
+    "attn_activation=none|shared_kv=0|ff_mult=0|ff_activation=none|context_len=0|context_dim=0",
+    "kind=transformer|in_ch=640|out_ch=640|res=8|temb_ch=0|groups=32|separable=0|depth=1|attention=cross|heads=10|"
+    "attn_activation=relu|shared_kv=1|ff_mult=3|ff_activation=swish|context_len=77|context_dim=768",
+)
 
 
 @dataclass(frozen=True)
@@ -102,6 +114,11 @@ class Calibration:
             if 0.5 <= scale <= 2.0:
                 return cls(float(scale), float(offset), tuple(points))
         return cls(1.0, float(np.median(measured - sums)), tuple(points))
+
+
+def probe_signatures(dtype: str) -> list[BlockSignature]:
+    """The speed probe's blocks in `dtype` (batch 1, contiguous)."""
+    return [BlockSignature.from_key(f"{key}|batch=1|dtype={dtype}|layout=nchw") for key in PROBE_KEYS]
 
 
 class Predictor(ABC):
@@ -178,15 +195,21 @@ class MeasuredPredictor(Predictor):
     """A LUT measured on this machine by `backend`; missing blocks are measured and stored on demand."""
 
     def __init__(self, backend: Backend, store: LutStore, image_size: int = 512, rounds: int = DEFAULT_ROUNDS,
-                 model_rounds: int = DEFAULT_MODEL_ROUNDS, replace: bool = False, max_memory: int | None = None):
+                 model_rounds: int = DEFAULT_MODEL_ROUNDS, replace: bool = False, max_memory: int | None = None,
+                 speed_probe: bool | None = None):
         super().__init__(backend.name, image_size, backend.batch, backend.dtype)
         self.backend, self.store, self.max_memory = backend, store, max_memory
         self.layouts = backend.layout_sensitive
         self.rounds, self.model_rounds = rounds, model_rounds
-        fingerprint = backend.fingerprint()
         lut = None if replace else store.load(backend.name)
-        if lut is not None and lut.fingerprint != fingerprint:
-            diff = {k: (lut.fingerprint.get(k), v) for k, v in fingerprint.items() if lut.fingerprint.get(k) != v}
+        if speed_probe is None:  # as the stored table was measured, else on
+            speed_probe = lut is None or lut.fingerprint.get("speed_probe", "off") != "off"
+        self.probed = speed_probe and backend.device_type == "cpu"
+        self._probe: SpeedProbe | None = None
+        fingerprint = backend.fingerprint() | {"speed_probe": f"v{PROBE_VERSION}" if self.probed else "off"}
+        stored = None if lut is None else {"speed_probe": "off"} | lut.fingerprint  # tables from before the probe
+        if stored is not None and stored != fingerprint:
+            diff = {k: (stored.get(k), v) for k, v in fingerprint.items() if stored.get(k) != v}
             raise UserError(f"the stored LUT {store.path(backend.name)} was measured on another device fingerprint "
                             f"(stored vs now: {diff}); use another --lut-dir, or rebuild it with --replace")
         self.lut = lut or Lut(backend.name, "measured", fingerprint, self._conditions())
@@ -199,6 +222,26 @@ class MeasuredPredictor(Predictor):
     @property
     def path(self):
         return self.store.path(self.device)
+
+    def speed_probe(self) -> SpeedProbe | None:
+        """This table's speed probe (None when it has none); the first call on a new table times the probe's
+        reference, stored in the table's conditions (`probe_reference_ms`). Call inside `backend.measuring()`."""
+        if not self.probed:
+            return None
+        if self._probe is None:
+            runners = [self.backend.block_runner(sig) for sig in probe_signatures(self.backend.dtype)]
+
+            def call() -> None:
+                for run in runners:
+                    run()
+            reference = self.lut.conditions.get("probe_reference_ms")
+            if reference is None:
+                reference = reference_ms(call, self.rounds, self.backend.sync, self.backend.clock, WARMUP_CALLS,
+                                         WARMUP_SECONDS)
+                self.lut.conditions |= {"probe_reference_ms": reference,
+                                        "probe_reference_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            self._probe = SpeedProbe(call, reference)
+        return self._probe
 
     def missing(self, configs: Iterable[ArchConfig]) -> list[BlockSignature]:
         """Distinct blocks of `configs` not yet in the LUT."""
@@ -231,7 +274,8 @@ class MeasuredPredictor(Predictor):
             with self.backend.measuring():
                 runners = {s.key: self.backend.block_runner(s) for s in chunk}
                 timings = measure_interleaved(runners, self.rounds, warmup=WARMUP_CALLS, sync=self.backend.sync,
-                                              clock=self.backend.clock, warmup_s=WARMUP_SECONDS)
+                                              clock=self.backend.clock, warmup_s=WARMUP_SECONDS,
+                                              probe=self.speed_probe())
             del runners
             for key, t in timings.items():
                 self.lut.entries[key] = Entry(t.ms, t.std_ms, t.n)
@@ -255,7 +299,8 @@ class MeasuredPredictor(Predictor):
             with self.backend.measuring():
                 runners = {str(i): self.backend.model_runner(c) for i, c in chunk}
                 timings = measure_interleaved(runners, self.model_rounds, warmup=WARMUP_CALLS, sync=self.backend.sync,
-                                              seed=seed, clock=self.backend.clock, warmup_s=WARMUP_SECONDS)
+                                              seed=seed, clock=self.backend.clock, warmup_s=WARMUP_SECONDS,
+                                              probe=self.speed_probe())
             del runners
             out.update({int(i): t for i, t in timings.items()})
             if progress:
@@ -308,6 +353,11 @@ class MeasuredPredictor(Predictor):
         missing = {sig.key: sig for arch in sigs for _, sig in arch if sig.key not in self.lut.entries}
         run_ms = sum(_timing_ms(ms(sig), self.rounds) for sig in missing.values()) + sum(
             _timing_ms(sum(ms(sig) for _, sig in arch), self.model_rounds) for arch in sigs)
+        if self.probed:  # the probe: its warm-up and one sample per round boundary, per chunk
+            probe_ms = self.lut.conditions.get("probe_reference_ms") or sum(
+                rate * block_macs(sig.spec)[0] for sig in probe_signatures(self.backend.dtype))
+            run_ms += (math.ceil(len(missing) / CHUNK_BLOCKS) * _timing_ms(probe_ms, self.rounds + 1)
+                       + len(self._model_chunks(configs)) * _timing_ms(probe_ms, self.model_rounds + 1))
         params = sum(block_params(sig.spec) for sig in missing.values()) + sum(
             block_params(sig.spec) for arch in sigs for _, sig in arch)
         return run_ms / 1000 + params * _init_seconds_per_param(self.backend.device_type)
@@ -383,7 +433,7 @@ def _chunks(items: list, size_of: Callable, max_items: int, max_size: int) -> li
 def get_predictor(device: str, lut_dir: str | None = None, image_size: int = 512, threads: int = 1,
                   dtype: str | None = None, batch: int = 1, rounds: int = DEFAULT_ROUNDS,
                   model_rounds: int = DEFAULT_MODEL_ROUNDS, replace: bool = False, max_memory: int | None = None,
-                  capture: str | None = None) -> Predictor:
+                  capture: str | None = None, speed_probe: bool | None = None) -> Predictor:
     """The latency predictor of a device.
 
     Args:
@@ -401,6 +451,8 @@ def get_predictor(device: str, lut_dir: str | None = None, image_size: int = 512
         max_memory: bytes a measured device may allocate for the blocks or models it times (None: what is
             available); a larger estimate raises TooLargeError before anything is built.
         capture: how a torch backend runs what it times: `eager`, or `graph` (CUDA graphs; cuda's default).
+        speed_probe: scale measured CPU latencies to the table's reference speed with the speed probe
+            (`PROBE_KEYS`; part of the fingerprint). None: as the stored table was measured, else on.
 
     Raises:
         UnknownNameError: an unknown device name (the message lists the known ones).
@@ -413,7 +465,7 @@ def get_predictor(device: str, lut_dir: str | None = None, image_size: int = 512
         target = DEVICES.create(device, threads=threads, dtype=dtype, batch=batch, capture=capture)
         if isinstance(target, RooflineProfile):
             return RooflinePredictor(target, image_size, batch)
-        return MeasuredPredictor(target, store, image_size, rounds, model_rounds, replace, max_memory)
+        return MeasuredPredictor(target, store, image_size, rounds, model_rounds, replace, max_memory, speed_probe)
     lut = store.load(device)
     if lut is None:
         raise unknown_device(device, store)

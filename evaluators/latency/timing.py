@@ -13,16 +13,25 @@ removes the time the thread spent descheduled. It is exact only when all the wor
 thread, i.e. single-threaded CPU backends (torch with 1 intra-op thread, onnxruntime with
 intra_op_num_threads=1 run every kernel on the caller); the backends choose it only then. `cuda_event`
 times the GPU stream between two CUDA events (what the GPU spent, not what the host spent queueing).
+
+Speed probe: neither clock sees the machine itself running slower, and a shared VM does: its cores ran ~16%
+faster during one validation than minutes earlier while the LUT was timed, with nothing else running inside
+it, and two passes of one architecture differed by 0.81-1.58x (benchmarks/results_latency.md). A
+`SpeedProbe` is a fixed reference workload timed at every round boundary of an interleaved measurement;
+each round's samples are scaled by reference / (the mean of the two probe samples around it), so every
+latency is expressed at one reference speed (the probe's own time when the LUT was started). Drift slower
+than a round cancels; the raw (unscaled) median and the speed are kept beside it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 from scipy.stats import median_abs_deviation
 
@@ -79,6 +88,43 @@ class Timing:
     std_ms: float  # standard deviation of the kept samples
     n: int  # samples kept
     rejected: int  # slow outliers dropped
+    raw_ms: float | None = None  # with a speed probe: the median of the unscaled samples (ms is at reference speed)
+    speed: float | None = None  # with a speed probe: median of reference / probe time (above 1: faster than then)
+
+
+@dataclass(frozen=True)
+class SpeedProbe:
+    """A fixed workload timed beside a measurement, to express its latencies at one reference speed."""
+
+    call: Callable[[], object]  # one forward of the reference workload
+    reference_ms: float  # its time when the reference was taken (what a speed of 1 means)
+
+    def sampler(self, clock: str, sync: Callable[[], None] = lambda: None, min_sample_s: float = 0.02,
+                warmup: int = 10, warmup_s: float = 1.0) -> Callable[[], float]:
+        """Warm the probe up; return a function that times one sample of it (ms per call, `clock`)."""
+        timer = make_timer(clock, sync)
+        number = _calls_per_sample(self.call, timer, warmup, warmup_s, sync, min_sample_s)
+
+        def sample() -> float:
+            timer.start()
+            for _ in range(number):
+                self.call()
+            return timer.stop() * 1e3 / number
+        return sample
+
+    def speeds(self, samples: Sequence[float]) -> list[float]:
+        """Speed of each interval between consecutive probe samples: the reference over their mean."""
+        return [self.reference_ms / ((a + b) / 2) for a, b in zip(samples, samples[1:])]
+
+
+def _calls_per_sample(call: Callable[[], object], timer, warmup: int, warmup_s: float, sync: Callable[[], None],
+                      min_sample_s: float) -> int:
+    """Warm `call` up, time it once, and return how many calls make a sample of about `min_sample_s`."""
+    warm_up(call, warmup, warmup_s, sync)
+    timer.start()
+    call()
+    once = max(timer.stop(), 1e-6)
+    return max(1, min(1000, math.ceil(min_sample_s / once)))
 
 
 def robust_stats(samples_ms: list[float]) -> Timing:
@@ -105,7 +151,8 @@ def warm_up(call: Callable[[], object], calls: int, max_s: float, sync: Callable
 
 def measure_interleaved(calls: Mapping[str, Callable[[], object]], rounds: int = 5, warmup: int = 10,
                         min_sample_s: float = 0.02, sync: Callable[[], None] = lambda: None,
-                        seed: int = 0, clock: str = "wall", warmup_s: float = 1.0) -> dict[str, Timing]:
+                        seed: int = 0, clock: str = "wall", warmup_s: float = 1.0,
+                        probe: SpeedProbe | None = None) -> dict[str, Timing]:
     """Time every call, interleaved round by round.
 
     Args:
@@ -117,19 +164,18 @@ def measure_interleaved(calls: Mapping[str, Callable[[], object]], rounds: int =
         seed: seed of the per-round shuffles.
         clock: "wall", "thread" or "cuda_event" (see the module docstring).
         warmup_s: the warm-up of one candidate stops after this many seconds even if calls remain.
+        probe: a speed probe timed before the first round and after every round; each round's samples
+            are scaled to the probe's reference speed (see the module docstring).
 
     Returns:
-        name -> Timing, in milliseconds per call.
+        name -> Timing, in milliseconds per call (at the probe's reference speed when there is one).
     """
     timer = make_timer(clock, sync)
-    numbers: dict[str, int] = {}
-    for name, call in calls.items():
-        warm_up(call, warmup, warmup_s, sync)
-        timer.start()
-        call()
-        once = max(timer.stop(), 1e-6)
-        numbers[name] = max(1, min(1000, math.ceil(min_sample_s / once)))
+    numbers = {name: _calls_per_sample(call, timer, warmup, warmup_s, sync, min_sample_s)
+               for name, call in calls.items()}
     samples: dict[str, list[float]] = {name: [] for name in calls}
+    probe_sample = probe.sampler(clock, sync, min_sample_s, warmup, warmup_s) if probe else None
+    probes = [probe_sample()] if probe else []
     order = list(calls)
     rng = random.Random(seed)
     for _ in range(rounds):
@@ -140,4 +186,19 @@ def measure_interleaved(calls: Mapping[str, Callable[[], object]], rounds: int =
             for _ in range(number):
                 call()
             samples[name].append(timer.stop() * 1e3 / number)
-    return {name: robust_stats(s) for name, s in samples.items()}
+        if probe:
+            probes.append(probe_sample())
+    if not probe:
+        return {name: robust_stats(s) for name, s in samples.items()}
+    speeds = probe.speeds(probes)  # round r ran between probe samples r and r + 1
+    out = {}
+    for name, raw in samples.items():
+        scaled = robust_stats([ms * speed for ms, speed in zip(raw, speeds)])
+        out[name] = dataclasses.replace(scaled, raw_ms=robust_stats(raw).ms, speed=statistics.median(speeds))
+    return out
+
+
+def reference_ms(call: Callable[[], object], rounds: int, sync: Callable[[], None] = lambda: None,
+                 clock: str = "wall", warmup: int = 10, warmup_s: float = 1.0) -> float:
+    """A probe's reference time: its robust median over `rounds` samples, now."""
+    return measure_interleaved({"probe": call}, rounds, warmup, sync=sync, clock=clock, warmup_s=warmup_s)["probe"].ms

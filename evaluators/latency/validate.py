@@ -75,6 +75,12 @@ class ValidationPoint:
     pass1_ms: float  # end-to-end robust median, first pass
     pass2_ms: float  # end-to-end robust median, second pass
     measured_std_ms: float  # mean of the two passes' sample spreads
+    # With the table's speed probe, pass1_ms and pass2_ms are at its reference speed; what the clock saw, and
+    # the machine's speed during each pass (reference / probe time), are kept here (None without a probe).
+    pass1_raw_ms: float | None = None
+    pass2_raw_ms: float | None = None
+    pass1_speed: float | None = None
+    pass2_speed: float | None = None
 
     @property
     def measured_ms(self) -> float:
@@ -104,6 +110,12 @@ class ValidationInfo:
     def repeatability(self) -> Scores:
         """Pass 2 scored against pass 1: what a second measurement achieves as a 'prediction'."""
         return Scores.of(self._column("pass2_ms"), self._column("pass1_ms"))
+
+    @property
+    def raw_repeatability(self) -> Scores | None:
+        """The repeatability of the unscaled clock times (None without a speed probe): what the probe buys."""
+        raw1, raw2 = self._column("pass1_raw_ms"), self._column("pass2_raw_ms")
+        return None if None in raw1 + raw2 else Scores.of(raw2, raw1)
 
     def scores(self, source: str, against: str = "mean") -> Scores | None:
         """Scores of a source ("isolated" | "inmodel") against "pass1", "pass2" or "mean" (None if missing)."""
@@ -146,6 +158,12 @@ class ValidationInfo:
         r = self.repeatability
         lines = [f"the measurement repeats (pass 2 vs pass 1) within +-10% for {r.within_10pct:.0%} of "
                  f"{self.n} archs, Kendall tau {_tau(r.kendall_tau)}."]
+        raw = self.raw_repeatability
+        if raw is not None:
+            speeds = self._column("pass1_speed") + self._column("pass2_speed")
+            lines.append(f"(at the table's reference speed; the machine ran at {min(speeds):.2f}-{max(speeds):.2f}x "
+                         f"of it, and the unscaled times repeat within +-10% for {raw.within_10pct:.0%}, tau "
+                         f"{_tau(raw.kendall_tau)}.)")
         for source in SOURCES:
             s = self.scores(source)
             if s is None:
@@ -169,7 +187,9 @@ class ValidationInfo:
                                                      for a in ("pass1", "pass2", "mean")},
                                "at_repeatability_limit": self.at_repeatability_limit(source)}
         return {"n": self.n, "mape": self.mape, "within_10pct": self.within_10pct, "kendall_tau": self.kendall_tau,
-                "repeatability": asdict(self.repeatability), "sources": sources,
+                "repeatability": asdict(self.repeatability),
+                "raw_repeatability": None if self.raw_repeatability is None else asdict(self.raw_repeatability),
+                "sources": sources,
                 "better_source": self.better_source,
                 "at_repeatability_limit": self.at_repeatability_limit(self.better_source),
                 "summary": self.summary(), "device": self.device, "image_size": self.image_size,
@@ -197,7 +217,7 @@ def profile_archs(predictor: MeasuredPredictor, table: InModelTable, configs: Se
     for i, config in enumerate(todo):
         sized = with_image_size(config, predictor.image_size)
         with predictor.backend.measuring():
-            ms = profile_model(predictor.backend, sized, rounds, WARMUP_CALLS, WARMUP_SECONDS)
+            ms = profile_model(predictor.backend, sized, rounds, WARMUP_CALLS, WARMUP_SECONDS, predictor.speed_probe())
         table.add(config.arch_id, predictor.signatures(config), ms)
         save_table(predictor.store, table)
         if progress:
@@ -278,7 +298,8 @@ def run_validation(predictor: MeasuredPredictor, configs: Sequence[ArchConfig], 
     points = tuple(ValidationPoint(
         c.arch_id, predictor.predict(c).latency_ms,
         None if table is None else inmodel_predict(predictor, table, cal_inmodel, c),
-        a.ms, b.ms, (a.std_ms + b.std_ms) / 2) for c, a, b in zip(configs, first, second))
+        a.ms, b.ms, (a.std_ms + b.std_ms) / 2, a.raw_ms, b.raw_ms, a.speed, b.speed)
+        for c, a, b in zip(configs, first, second))
     return ValidationInfo(predictor.device, predictor.image_size, points, asdict(predictor.calibration()),
                           None if cal_inmodel is None else asdict(cal_inmodel), note)
 

@@ -63,6 +63,9 @@ Dtype = typer.Option(None, "--dtype", help="float32 (cpu, onnxruntime default), 
                      "or bfloat16. Part of the fingerprint.")
 Space = typer.Option("unet_mobile", "--space", help="Search space.")
 Json = typer.Option(False, "--json", help="Print one JSON object.")
+SpeedProbeOpt = typer.Option(None, "--speed-probe/--no-speed-probe", help="CPU: time a fixed reference workload at "
+                             "every round and express latencies at the table's reference speed (a shared VM's "
+                             "speed drifts by 10-50% over minutes). Default: as the stored table, else on.")
 MaxMemory = typer.Option(None, "--max-memory", help="Refuse to build blocks or whole UNets whose estimated memory "
                          "exceeds this (e.g. 8GiB; default: the available memory).")
 
@@ -107,10 +110,10 @@ def _announce(predictor: MeasuredPredictor, what: str, configs: list[ArchConfig]
 
 def _measured(device: str, lut_dir: Optional[Path], image_size: int, threads: int, rounds: int,
               replace: bool = False, max_memory: Optional[str] = None, capture: Optional[str] = None,
-              dtype: Optional[str] = None) -> MeasuredPredictor:
+              dtype: Optional[str] = None, speed_probe: Optional[bool] = None) -> MeasuredPredictor:
     predictor = get_predictor(device, lut_dir, image_size, threads=threads, rounds=rounds, replace=replace,
                               max_memory=None if max_memory is None else parse_size(max_memory), capture=capture,
-                              dtype=dtype)
+                              dtype=dtype, speed_probe=speed_probe)
     if not isinstance(predictor, MeasuredPredictor):
         raise UserError(f"device {device!r} is not measured on this machine (measured: cpu, cuda, onnxruntime)")
     return predictor
@@ -128,13 +131,14 @@ def build(device: str = typer.Option(..., "--device", help="cpu, cuda or onnxrun
           replace: bool = typer.Option(False, "--replace", help="Start afresh, replacing a stored LUT "
                                        "(needed when it was measured on another fingerprint, or is corrupt)."),
           max_memory: Optional[str] = MaxMemory, capture: Optional[str] = Capture, dtype: Optional[str] = Dtype,
-          json_out: bool = Json) -> None:
+          speed_probe: Optional[bool] = SpeedProbeOpt, json_out: bool = Json) -> None:
     """Measure every block (of the space, or of some archs) on a device; interrupted builds resume.
 
     With --calibrate (the default) and no calibration stored for this image size, it then times the
     calibration architectures end to end; the line before says how many and for about how long.
     """
-    predictor = _measured(device, lut_dir, image_size, threads, rounds, replace, max_memory, capture, dtype)
+    predictor = _measured(device, lut_dir, image_size, threads, rounds, replace, max_memory, capture, dtype,
+                          speed_probe)
     configs, label = _selection(space, sample, seed, preset, config)
     sigs = space_signatures(space, image_size, layouts=predictor.layouts) if configs is None else list(
         {s.key: s for c in configs for _, s in predictor.signatures(c)}.values())
@@ -263,6 +267,7 @@ def validate(device: str = typer.Option(..., "--device", help="cpu, cuda or onnx
              out: Optional[Path] = typer.Option(None, "--out", help="Scatter HTML (default: in the LUT dir)."),
              lut_dir: Optional[Path] = LutDir, max_memory: Optional[str] = MaxMemory,
              capture: Optional[str] = Capture, dtype: Optional[str] = Dtype,
+             speed_probe: Optional[bool] = SpeedProbeOpt,
              inmodel: bool = typer.Option(True, "--inmodel/--no-inmodel", help="Also time every block inside whole "
                                           "forwards and score that source (torch backends)."),
              json_out: bool = Json) -> None:
@@ -275,7 +280,7 @@ def validate(device: str = typer.Option(..., "--device", help="cpu, cuda or onnx
     if n < 2:
         raise UserError(f"--n must be >= 2 (Kendall tau needs two architectures), got {n}")
     predictor = _measured(device, lut_dir, image_size, threads, rounds, max_memory=max_memory, capture=capture,
-                          dtype=dtype)
+                          dtype=dtype, speed_probe=speed_probe)
     configs = held_out_sample(space, n, seed)
     _announce(predictor, "validation (two passes)" if predictor.calibration() else "calibration and validation "
               "(two passes)", configs * 2 + ([] if predictor.calibration() else predictor.calibration_configs()))

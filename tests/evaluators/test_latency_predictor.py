@@ -27,7 +27,7 @@ from search_spaces.registry import UnknownNameError
 
 
 def _cpu(**kw):
-    return get_predictor("cpu", image_size=64, rounds=3, model_rounds=3, **kw)
+    return get_predictor("cpu", image_size=64, **{"rounds": 3, "model_rounds": 3} | kw)
 
 
 @pytest.mark.slow
@@ -102,6 +102,29 @@ def test_measuring_uses_the_lut_threads_and_restores_the_callers(lut_dir):
         torch.set_num_threads(before)
 
 
+def test_a_cpu_table_is_timed_beside_its_speed_probe_unless_built_without(lut_dir, tiny):
+    predictor = _cpu(rounds=2)
+    predictor.ensure([tiny])
+    stored = LutStore(lut_dir).load("cpu")
+    assert stored.fingerprint["speed_probe"] == "v1" and stored.conditions["probe_reference_ms"] > 0
+    (timing,) = predictor.measure_models([tiny])
+    assert timing.raw_ms > 0 and timing.speed > 0  # at the reference speed, with what the clock saw beside it
+    assert timing.ms == pytest.approx(timing.raw_ms * timing.speed, rel=0.5)
+    with pytest.raises(UserError, match="another device fingerprint.*speed_probe"):
+        _cpu(speed_probe=False)  # a probed table is not extended unprobed
+    plain = _cpu(speed_probe=False, replace=True, rounds=2)
+    plain.ensure([tiny])
+    (timing,) = plain.measure_models([tiny])
+    assert timing.raw_ms is None and timing.speed is None
+    again = _cpu()  # the default follows the stored table
+    assert not again.probed and again.lut.entries == plain.lut.entries
+    fingerprint = LutStore(lut_dir).load("cpu").fingerprint
+    assert fingerprint["speed_probe"] == "off"
+    old = Lut("cpu", "measured", {k: v for k, v in fingerprint.items() if k != "speed_probe"}, {}, plain.lut.entries)
+    LutStore(lut_dir).save(old)  # a table from before the probe reads as unprobed
+    assert _cpu().lut.entries == plain.lut.entries
+
+
 @pytest.mark.slow
 def test_calibrated_prediction_tracks_end_to_end_measurement(lut_dir, tiny_variants, tmp_path):
     predictor = _cpu()
@@ -120,6 +143,8 @@ def test_calibrated_prediction_tracks_end_to_end_measurement(lut_dir, tiny_varia
         assert point.pass1_ms > 0 and point.pass2_ms > 0 and point.measured_std_ms >= 0
     errors = [abs(p.predicted_ms - p.measured_ms) / p.measured_ms * 100 for p in info.points]
     assert info.n == 2 and info.mape == pytest.approx(sum(errors) / 2)
+    assert all(p.pass1_raw_ms > 0 and p.pass2_speed > 0 for p in info.points)  # the speed probe's record
+    assert info.to_dict()["raw_repeatability"]["n"] == 2 and "reference speed" in info.summary()
     html = write_scatter(info, tmp_path / "v.html")
     assert "plotly" in html.read_text()[:5000].lower()
     reloaded = _cpu()  # calibration is stored with the LUT
@@ -180,8 +205,9 @@ def test_time_estimate_of_end_to_end_timing(lut_dir, tiny, tiny_variants):
     predictor.ensure([tiny])
     stored = sum(predictor.lut.entries[s.key].ms for _, s in predictor.signatures(tiny))
     runs = stored * (predictor.model_rounds + 1) / 1000
+    probe = predictor.lut.conditions["probe_reference_ms"] * (predictor.model_rounds + 2) / 1000  # + its warm-up
     estimate = predictor.seconds_estimate([tiny])
-    assert runs < estimate < runs + 1  # plus initialising ~0.1 M weights
+    assert runs + probe < estimate < runs + probe + 1.5  # plus the probe's warm-up and ~0.1 M weights initialised
     assert predictor.seconds_estimate(tiny_variants) > estimate  # more models, and blocks to measure first
 
 

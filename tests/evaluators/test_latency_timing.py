@@ -47,3 +47,25 @@ def test_unknown_clock_is_refused():
 
     with pytest.raises(ValueError, match="cuda_event"):
         make_timer("sundial")
+
+
+def test_a_speed_probe_cancels_a_machine_that_slows_down_during_the_measurement():
+    from evaluators.latency.timing import SpeedProbe, reference_ms
+
+    start = time.thread_time()
+
+    def slowing(ms: float) -> None:  # the machine runs 1x at first, 2x slower after 0.5 s of work
+        _spin(ms * (1 + (time.thread_time() - start) / 0.5))
+
+    reference = reference_ms(lambda: _spin(1.0), rounds=3, clock="thread", warmup=1)
+    assert 1.0 <= reference <= 1.15
+    calls = {"short": lambda: slowing(2.0), "long": lambda: slowing(4.0)}
+    plain = measure_interleaved(calls, rounds=8, warmup=1, min_sample_s=0.01, clock="thread")
+    assert plain["short"].ms > 2.3 and plain["short"].speed is None  # the slowdown lands in the numbers
+    start = time.thread_time()
+    probed = measure_interleaved(calls, rounds=8, warmup=1, min_sample_s=0.01, clock="thread",
+                                 probe=SpeedProbe(lambda: slowing(1.0), reference))
+    for name, ms in (("short", 2.0), ("long", 4.0)):
+        t = probed[name]
+        assert 0.9 * ms <= t.ms <= 1.12 * ms  # at the reference speed
+        assert t.raw_ms > 1.15 * ms and t.speed < 0.87  # what the clock saw, and how much slower it ran
