@@ -191,8 +191,7 @@ def fvcore_cost(config: ArchConfig) -> CostReport:
     """Cost counted by fvcore on a real forward pass at full scale (seconds for SD-sized models)."""
     from fvcore.nn import FlopCountAnalysis
 
-    with torch.device("meta"):
-        model = build_unet(config)
+    model = build_unet(config, device="meta")
     model = model.to_empty(device="cpu").eval()
     for p in model.parameters():  # values do not change MACs; zeros avoid NaN/denormal slow paths
         torch.nn.init.zeros_(p)

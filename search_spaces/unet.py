@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 from torch import nn
 
 from search_spaces.blocks import arch_blocks, build_block
 from search_spaces.config import ArchConfig
+from search_spaces.meta_init import no_init_on_meta
 
 
 def _place(root: nn.Module, path: str, module: nn.Module) -> None:
@@ -77,9 +80,12 @@ class UNet(nn.Module):
         return self.out(h)  # (B, Cl, S, S)
 
 
-def build_unet(config: ArchConfig, device: str | torch.device = "cpu") -> UNet:
-    """Build the UNet; `device="meta"` builds it without allocating weights (for counting)."""
-    with torch.device(device):
+def build_unet(config: ArchConfig, device: str | torch.device | None = None) -> UNet:
+    """Build the UNet on `device` (None: torch's current default device, so an enclosing `torch.device(...)`
+    context applies); `device="meta"` builds it without allocating or initialising weights (for counting)."""
+    if device is None:
+        return UNet(config)
+    with torch.device(device), no_init_on_meta() if torch.device(device).type == "meta" else nullcontext():
         return UNet(config)
 
 

@@ -396,7 +396,7 @@ class MeasuredPredictor(Predictor):
         return (calibration.overhead(block_sum), True) if calibration else (0.0, False)
 
 
-INIT_PROBE = 1 << 22  # weights initialised to time this machine's initialisation speed
+INIT_PROBE = 1 << 24  # weights initialised to time this machine's initialisation speed
 SAMPLE_MS = 20.0  # `measure_interleaved` repeats a call within one sample until it lasts about this long
 
 
@@ -407,11 +407,12 @@ def _timing_ms(ms: float, rounds: int) -> float:
 
 
 def _init_seconds_per_param(device: str) -> float:
-    """Seconds to initialise one weight as `materialize` does (N(0, 0.02) from a seeded generator)."""
+    """Seconds to initialise one weight as `materialize` does (`backends.fill_weights`)."""
+    from evaluators.latency.backends import fill_weights
+
     probe = torch.empty(INIT_PROBE, device=device)
-    generator = torch.Generator(device=device).manual_seed(0)
     start = time.perf_counter()
-    probe.normal_(0.0, 0.02, generator=generator)
+    fill_weights([probe], device)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     return (time.perf_counter() - start) / INIT_PROBE
