@@ -41,11 +41,14 @@ class SignalGuard:
         self.hint = hint
         self.received: int | None = None
         self.immediate = True
+        self.on_first: list = []  # callables run at the first signal (before a stop is asked for)
         self._previous: dict[int, object] = {}
 
     def _handle(self, signum: int, frame: object) -> None:
         if self.received is None:
             self.received = signum
+            for hook in self.on_first:
+                hook()
             if self.immediate:
                 raise Interrupted(signum, f"interrupted by {signal.Signals(signum).name} before any trial "
                                           f"started{self.hint}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import os
 import pickle
 import shutil
@@ -645,6 +646,10 @@ def _run_tuner(opts: SearchOptions, run: RunFolder, study: optuna.Study, remaini
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # SIGINT is this driver's (SignalGuard + StopOnSignal)
     ray_startup = _start_ray(opts)
     guard.install()  # ray.init installed its own SIGTERM handler in this driver
+    # A stop can cut Tune's snapshot of its own experiment state mid-copy, and Tune logs that with a traceback
+    # (seen once in 2 SIGTERM tests). The run folder (study, trials table, rung states) is this project's record,
+    # not that snapshot: after a signal, only the one-line message is said.
+    guard.on_first.append(lambda: logging.getLogger("ray.tune.execution.experiment_state").setLevel(logging.CRITICAL))
     ray_memory_mb = _children_rss_mb()
     warnings.filterwarnings("ignore", message="Define-by-run function passed")  # first call imports the space
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")  # nas.heartbeat beats for us

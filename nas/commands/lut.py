@@ -199,13 +199,15 @@ def show(device: str = typer.Option(..., "--device", help=DEVICE_HELP), space: s
     current = None
     if lut.kind == "measured":
         try:
-            current = DEVICES.create(device, threads=threads).fingerprint()
+            # the speed probe is the table's choice, not the device's: compare the device with it as stored
+            probe = {"speed_probe": lut.fingerprint.get("speed_probe", "off")}
+            current = DEVICES.create(device, threads=threads).fingerprint() | probe
         except UserError:
             current = None
     info = {"device": device, "kind": lut.kind, "lut": str(store.path(device)), "entries": len(lut.entries),
             "coverage": len(space_keys & set(lut.entries)) / len(space_keys), "space": space,
             "image_size": image_size, "space_blocks": len(space_keys),
-            "fingerprint": lut.fingerprint, "fingerprint_matches": None if current is None else current == lut.fingerprint,
+            "fingerprint": lut.fingerprint, "fingerprint_matches": None if current is None else current == {"speed_probe": "off"} | lut.fingerprint,
             "calibration": {f"{int(k) * 8}px": {"scale": v["scale"], "offset_ms": v["offset_ms"]}
                             for k, v in lut.calibration.items()},
             "conditions": lut.conditions}
