@@ -25,12 +25,11 @@ than a round cancels; the raw (unscaled) median and the speed are kept beside it
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import random
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Mapping, Sequence
 
 from scipy.stats import median_abs_deviation
@@ -194,7 +193,7 @@ def measure_interleaved(calls: Mapping[str, Callable[[], object]], rounds: int =
     out = {}
     for name, raw in samples.items():
         scaled = robust_stats([ms * speed for ms, speed in zip(raw, speeds)])
-        out[name] = dataclasses.replace(scaled, raw_ms=robust_stats(raw).ms, speed=statistics.median(speeds))
+        out[name] = replace(scaled, raw_ms=robust_stats(raw).ms, speed=statistics.median(speeds))
     return out
 
 
