@@ -7,6 +7,7 @@ numbers bit for bit on CPU. Rows already in the CSV are skipped, so the job resu
 any machine (commit the CSV as rows arrive).
 
     python benchmarks/fidelity_study.py --out benchmarks/fidelity/trials.csv [--threads 1] [--only short]
+    python benchmarks/fidelity_study.py --short-steps 250 --only short   # another point of the budget curve
 
 Several processes may share one CSV (e.g. one single-threaded process per core): each claims a trial in
 `<out>.claims/` (a file per trial holding its pid) before training it, and skips trials another live process
@@ -130,6 +131,9 @@ def main() -> None:
                     "or trials_inherit.csv with --proxy inherit)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--short-seeds", type=int, default=2)
+    ap.add_argument("--short-steps", type=int, default=None,
+                    help="steps of the short budget (default: the search's default); other values give further "
+                    "points of the tau-against-seconds curve, rows labelled short<steps>")
     ap.add_argument("--reference-factor", type=int, default=4, help="reference steps = factor x default steps")
     ap.add_argument("--only", choices=("short", "reference"), default=None)
     ap.add_argument("--proxy", choices=("scratch", "inherit"), default="scratch",
@@ -142,8 +146,12 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     _install_evaluator()
-    short = Budget()
-    reference = short.replace(steps=short.steps * args.reference_factor)
+    default = Budget()
+    short = default.replace(steps=args.short_steps) if args.short_steps else default
+    # the reference is the default budget's, whatever short budget is under test, so every curve point is
+    # measured against the same reference rows
+    reference = default.replace(steps=default.steps * args.reference_factor)
+    short_label = "short" if short.steps == default.steps else f"short{short.steps}"
     evaluator = get_quality_evaluator("domain", image_size=short.image_size, device="cpu")
     ev_key = evaluator.info["model_id"]  # the domain CLIP's recipe key; its weights' hash is recorded beside it
     panel = paper_panel()
@@ -151,9 +159,9 @@ def main() -> None:
         _inherit_study(args, panel, short.replace(steps=args.finetune_steps), evaluator)
         return
     args.out = args.out or Path("benchmarks/fidelity/trials.csv")
-    jobs = [("short", short, s) for s in range(args.short_seeds)] + [("reference", reference, 0)]
+    jobs = [(short_label, short, s) for s in range(args.short_seeds)] + [("reference", reference, 0)]
     if args.only:
-        jobs = [j for j in jobs if j[0] == args.only]
+        jobs = [j for j in jobs if (j[0] == "reference") == (args.only == "reference")]
     claims = args.out.with_suffix(".claims")
     for name, budget, seed in jobs:
         for label, config in panel:

@@ -18,7 +18,8 @@ from core.io import write_json
 
 SHIPPED = Path(__file__).with_name("fidelity_record.json")
 USER_FILE = "fidelity_record.json"
-ENTRY_KEYS = ("tau", "tau_low", "tau_high", "rho", "n", "ceiling_short_tau", "seed_sd_short", "seconds_short")
+ENTRY_KEYS = ("tau", "tau_low", "tau_high", "rho", "n", "ceiling_short_tau", "seed_sd_short", "seconds_short",
+              "target", "target_tau", "target_tau_low", "target_tau_high")
 
 
 def _user_record() -> Path:
@@ -62,6 +63,10 @@ def summary(study: dict[str, Any] | None, metric: str) -> str:
     if not row or row.get("tau") is None:
         return f"not measured for {metric} ({study.get('panel')} panel on record has no value)"
     ceiling = row.get("ceiling_short_tau")
+    target = ""
+    if row.get("target_tau") is not None and row.get("target") not in (None, metric):
+        target = (f"; against the reference's {row['target']}: tau {row['target_tau']:.2f} "
+                  f"[{row['target_tau_low']:.2f}, {row['target_tau_high']:.2f}]")
     return (f"Kendall tau {row['tau']:.2f} [{row['tau_low']:.2f}, {row['tau_high']:.2f}] against "
             f"{study.get('reference')} on the {study.get('panel')} panel ({row['n']} architectures); seed ceiling "
-            f"{'-' if ceiling is None else f'{ceiling:.2f}'}; measured {study.get('created', '?')}")
+            f"{'-' if ceiling is None else f'{ceiling:.2f}'}{target}; measured {study.get('created', '?')}")

@@ -47,6 +47,8 @@ class AgreementRow:
     seed_sd: float | None  # median per-architecture seed sd at the short budget
     reading: str  # what the numbers entitle the reader to say
     pairs: dict[str, tuple[int, int] | None]  # budget -> (pairs within seed spread, pairs); None: single seed
+    target: str | None = None  # the reference's quality metric the short signal is also ranked against
+    target_tau: tuple[float | None, float | None, float | None] = (None, None, None)  # tau, low, high
 
 
 @dataclass
@@ -125,7 +127,9 @@ def compute_fidelity_report(run: RunFolder) -> FidelityReportInfo:
             m, int(r.get("n") or 0), tau, low, high, _float(r.get("rho")), _float(r.get("rho_low")),
             _float(r.get("rho_high")), _float(r.get("ceiling_short_tau")), _float(r.get("seed_sd_short")),
             reading(tau, low, high, int(r.get("n") or 0), confidence),
-            {b: _pairs(means, widths, m, b) for b in BUDGETS}))
+            {b: _pairs(means, widths, m, b) for b in BUDGETS},
+            r.get("target") if isinstance(r.get("target"), str) else None,
+            tuple(_float(r.get(k)) for k in ("target_tau", "target_tau_low", "target_tau_high"))))
     budgets, seeds = manifest.get("budgets") or {}, manifest.get("seeds") or {}
 
     def describe(name: str) -> str:

@@ -29,16 +29,23 @@ def render_fidelity(info: FidelityReportInfo) -> Report:
         rows.append(f"<tr><td>{esc(METRIC_LABELS[a.metric])}</td><td>{a.n}</td><td>{_ci(a.tau, a.tau_low, a.tau_high)}</td>"
                     f"<td>{_ci(a.rho, a.rho_low, a.rho_high)}</td><td>{_ci(a.ceiling_tau, None, None)}</td>"
                     f"<td>{'—' if a.seed_sd is None else f'{a.seed_sd:.3g}'}</td>"
-                    + "".join(f"<td>{esc(_pairs(a.pairs[b]))}</td>" for b in BUDGETS) + f"<td>{esc(a.reading)}</td></tr>")
+                    + "".join(f"<td>{esc(_pairs(a.pairs[b]))}</td>" for b in BUDGETS) + f"<td>{esc(a.reading)}</td>"
+                    f"<td>{_ci(*a.target_tau)}</td></tr>")
+    target = next((a.target for a in info.agreements if a.target), None)
+    target_head = f"tau vs reference {esc(METRIC_LABELS.get(target, target))} [{info.confidence:.0%}]" if target \
+        else "tau vs reference target"
     pct = f"{info.confidence:.0%}"
     page.add(f'<table id="correlations"><tr><th>metric</th><th>architectures</th><th>Kendall tau [{pct}]</th>'
              f"<th>Spearman rho [{pct}]</th><th>seed ceiling tau (short)</th><th>median seed sd (short)</th>"
-             "<th>short pairs within seed spread</th><th>reference pairs within seed spread</th><th>reading</th></tr>"
+             "<th>short pairs within seed spread</th><th>reference pairs within seed spread</th><th>reading</th>"
+             f"<th>{target_head}</th></tr>"
              + "".join(rows) + "</table>")
     page.add('<p class="spread">A rank agreement is stated only where tau\'s interval excludes 0. The seed ceiling is '
              "the agreement between two seeds of the short budget: no budget can rank better than its own seeds "
              "agree. Pairs of architectures whose seed means differ by less than their seed spread "
-             "(|Δ| ≤ √(ci₁² + ci₂²)) have no settled order.</p>")
+             "(|Δ| ≤ √(ci₁² + ci₂²)) have no settled order. The last column ranks each short signal against the "
+             "reference's target quality metric, both oriented so that a positive tau calls the same architectures "
+             "better: a cheap signal earns its place by predicting the quality the reference measures.</p>")
     if info.agreements:
         page.figure("fidelity-scatter", figures.fidelity_figure(info))
     page.add("<h2>Architectures: seed means ± t-interval (seeds)</h2>")

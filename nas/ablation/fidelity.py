@@ -116,6 +116,7 @@ class StudyPlan:
     reference: TrialSettings
     short_seeds: int = 2
     reference_seeds: int = 1
+    target: str = "fid"  # the reference's quality metric every short signal is also scored against
 
     def budgets(self) -> list[tuple[str, TrialSettings, int]]:
         return [("short", self.short, self.short_seeds), ("reference", self.reference, self.reference_seeds)]
@@ -146,12 +147,14 @@ def run_fidelity(plan: StudyPlan, *, imports: list[Path] = (), train: bool = Tru
     if plan.short_seeds < 1 or plan.reference_seeds < 1:
         raise UserError("--short-seeds and --reference-seeds must be positive")
     check_reference(plan.short.budget, plan.reference.budget)
+    if plan.target not in QUALITY_KEYS:
+        raise UserError(f"--target must be a quality metric ({', '.join(QUALITY_KEYS)}), got {plan.target!r}")
     imported = read_imports(list(imports))
     manifest = dict(command=command or [], panel=plan.panel_name, archs=[lbl for lbl, _ in plan.panel],
                     seeds=dict(short=plan.short_seeds, reference=plan.reference_seeds),
                     budgets=dict(short=plan.short.budget.to_dict(), reference=plan.reference.budget.to_dict()),
                     proxy=dict(short=plan.short.proxy.to_dict(), reference=plan.reference.proxy.to_dict()),
-                    metrics=list(QUALITY_KEYS), device=plan.short.device,
+                    metrics=list(QUALITY_KEYS), target=plan.target, device=plan.short.device,
                     provenance=provenance(device=plan.short.device))
     run, _ = open_run(Path(plan.short.run_dir), KIND, manifest, same=("budgets",))
     jobs = plan.jobs()
@@ -216,7 +219,7 @@ def write_study(run_path: Path, plan: StudyPlan, jobs: dict[str, list[Job]], row
             trials[metric] = None
     metrics = QUALITY_KEYS
     order = [c.arch_id for _, c in plan.panel[:-1]] if plan.panel_name == "paper" else None
-    corr = correlations(trials, metrics, order, confidence)
+    corr = correlations(trials, metrics, order, confidence, target=plan.target)
     archs = seed_means(trials, metrics)
     missing = int((trials["state"] != "COMPLETE").sum())
     prov = provenance(seeds=dict(short=plan.short_seeds, reference=plan.reference_seeds), device=plan.short.device,
@@ -266,9 +269,13 @@ def markdown(corr: pd.DataFrame, plan: StudyPlan, trials: pd.DataFrame, prov: di
         f"- intervals: {int(prov['confidence'] * 100)}% percentile bootstrap over architectures; seed ceiling = "
         "the same agreement between seeds 0 and 1 of one budget; goal for the ranking metric: tau >= "
         f"{TAU_GOAL} and >= {CEILING_SHARE_GOAL} x the ceiling",
+        f"- last column: Kendall tau of the short signal against the reference's {plan.target} (both oriented so "
+        "that a positive tau calls the same architectures better): does the cheap signal predict the quality the "
+        "reference measures?",
         "", "| metric | n | Kendall tau [95% CI] | Spearman rho [95% CI] | seed ceiling tau (short) | "
-            "median seed sd (short) | same sign along the path | s / trial short | s / trial reference |",
-        "|---|---|---|---|---|---|---|---|---|",
+            "median seed sd (short) | same sign along the path | s / trial short | s / trial reference | "
+            f"tau vs reference {plan.target} [95% CI] |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in corr.to_dict("records"):
         sign = f"{r['sign_same']} of {r['sign_compared']}" if r.get("sign_compared") else "-"
@@ -277,7 +284,8 @@ def markdown(corr: pd.DataFrame, plan: StudyPlan, trials: pd.DataFrame, prov: di
             f"{_ci(r['rho'], r['rho_low'], r['rho_high'])} | "
             f"{_ci(r['ceiling_short_tau'], r['ceiling_short_tau_low'], r['ceiling_short_tau_high'])} | "
             f"{_num(r['seed_sd_short'])} | {sign} | {_num(r['seconds_short'], '.0f')} | "
-            f"{_num(r['seconds_reference'], '.0f')} |")
+            f"{_num(r['seconds_reference'], '.0f')} | "
+            f"{_ci(r.get('target_tau'), r.get('target_tau_low'), r.get('target_tau_high'))} |")
     return "\n".join(lines) + "\n"
 
 

@@ -4,7 +4,9 @@ Input: one row per finished trial with `label`, `arch_id`, `budget` ("short" or 
 quality metrics, and `seconds_<stage>` timings. Output: per-architecture seed means and spreads, and per
 metric the rank agreement between the short and the reference budget (Kendall tau, Spearman rho, each with
 a bootstrap interval over architectures), the seed ceiling (the same agreement between two seeds of one
-budget), sign agreement of consecutive steps of an ordered panel, and the cost of each signal in seconds.
+budget), sign agreement of consecutive steps of an ordered panel, the cost of each signal in seconds, and how
+well each short-budget signal predicts the reference's *target* quality metric (default FID): a cheap signal
+need not rank like itself at the reference, it must rank like the quality the reference measures.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from core.metrics import get_metric
 
 BUDGETS = ("short", "reference")
 N_RESAMPLES = 1000  # bootstrap resamples per interval (percentile intervals are stable to ~0.02 at 1000)
@@ -119,17 +123,29 @@ def sign_agreement(means: pd.DataFrame, metric: str, order: list[str]) -> tuple[
     return (same, compared) if compared else None
 
 
+def _better_low(metric: str) -> float:
+    """+1 where lower is better, -1 where higher is: ranks on this axis agree when they mean the same "better"."""
+    return -1.0 if get_metric(metric).maximize else 1.0
+
+
 def correlations(trials: pd.DataFrame, metrics: tuple[str, ...], order: list[str] | None = None,
-                 confidence: float = 0.95) -> pd.DataFrame:
+                 confidence: float = 0.95, target: str = "fid") -> pd.DataFrame:
     """One row per metric: short-vs-reference agreement, the seed ceilings, the median per-architecture seed
-    spread (sd) at the short budget, sign agreement along `order` (arch ids), and seconds per trial."""
-    trials = trials.assign(**{m: np.nan for m in metrics if m not in trials.columns})
-    means = seed_means(trials, metrics)
+    spread (sd) at the short budget, sign agreement along `order` (arch ids), seconds per trial, and the
+    agreement of the short metric with the reference's `target` metric (`target_*` columns; both oriented so
+    that a positive tau means the signal calls the same architectures better as the target does)."""
+    trials = trials.assign(**{m: np.nan for m in {*metrics, target} if m not in trials.columns})
+    means = seed_means(trials, tuple(dict.fromkeys((*metrics, target))))
     rows = []
+    reference_target = _wide(means, target, "reference") * _better_low(target)
     for metric in metrics:
         row: dict = dict(metric=metric)
-        main = agreement(_wide(means, metric, "short"), _wide(means, metric, "reference"), confidence)
+        short = _wide(means, metric, "short")
+        main = agreement(short, _wide(means, metric, "reference"), confidence)
         row |= asdict(main)
+        row["target"] = target
+        row |= {f"target_{k}": v for k, v in asdict(agreement(short * _better_low(metric), reference_target,
+                                                                 confidence)).items()}
         for budget in BUDGETS:
             pair = _seed_pair(trials, metric, budget)
             ceiling = agreement(*pair, confidence) if pair else Agreement(0, *(None,) * 6)

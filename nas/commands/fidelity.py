@@ -11,6 +11,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from core.console import console, err_console, print_json
+from core.metrics import ALIASES, METRICS, get_metric
 from evaluators.training import Budget
 from evaluators.training.proxy_mode import ProxyMode, default_steps
 from nas.commands import proxy_options
@@ -56,6 +57,8 @@ def fidelity(
                                        "budget and evaluator are used instead of training again. Repeatable."),
     train: bool = typer.Option(True, "--train/--no-train", help="--no-train: only analyse what is on record."),
     confidence: float = typer.Option(0.95, "--confidence", help="Bootstrap interval level."),
+    target: str = typer.Option("fid", "--target", help="The reference's quality metric every short signal is also "
+                               "ranked against (does the cheap signal predict the quality the reference measures?)."),
     record_shipped: bool = typer.Option(False, "--record-shipped", help="Maintainers: also put a complete study "
                                         "on the package's shipped record (core/fidelity_record.json)."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run folder (default runs/fidelity-<time>); "
@@ -85,7 +88,8 @@ def fidelity(
                          proxy=mode)
     reference_settings = TrialSettings(**{**base.__dict__, "budget": reference, "proxy": ProxyMode()})
     plan = StudyPlan(panel, chosen, base, reference_settings,
-                     short_seeds=seeds or short_seeds, reference_seeds=seeds or reference_seeds)
+                     short_seeds=seeds or short_seeds, reference_seeds=seeds or reference_seeds,
+                     target=get_metric(target).name if target in METRICS or target in ALIASES else target)
     total = len(chosen) * (plan.short_seeds + plan.reference_seeds)
     with Progress(*PROGRESS_COLUMNS, console=err_console if json_out else console, transient=json_out) as bar:
         task = bar.add_task(f"fidelity trials ({len(chosen)} archs, {plan.short_seeds}+{plan.reference_seeds} "
@@ -98,6 +102,7 @@ def fidelity(
         print_json(result.to_dict())
         return
     table = Table("metric", "n", "tau [95% CI]", "rho [95% CI]", "ceiling tau", "seed sd", "s/trial",
+                  f"tau vs ref {plan.target}",
                   title=f"Proxy fidelity ({panel}): {short_steps} steps"
                         f"{f' (inherit from {mode.teacher})' if mode.inherit else ''} vs reference {reference_steps} steps, "
                         f"{reference.image_size} px, width/{reference.width_divisor}")
@@ -105,7 +110,8 @@ def fidelity(
         seconds = row.get("seconds_short")
         table.add_row(row["metric"], str(row["n"]), _ci(row, "tau"), _ci(row, "rho"),
                       _ci(row, "ceiling_short_tau"), "-" if row.get("seed_sd_short") is None
-                      else f"{row['seed_sd_short']:.3g}", "-" if seconds is None else f"{seconds:.0f}")
+                      else f"{row['seed_sd_short']:.3g}", "-" if seconds is None else f"{seconds:.0f}",
+                      _ci(row, "target_tau"))
     console.print(table)
     if result.missing:
         console.print(f"{result.missing} planned trial(s) have no result yet"

@@ -84,6 +84,24 @@ def test_correlations_separate_a_real_signal_from_noise_and_count_seconds():
     assert table.loc["val_loss", "seconds_short"] == 13.0  # a held-out loss needs no sampling
 
 
+def test_short_signals_are_scored_against_the_reference_target_metric_in_its_direction():
+    rng = np.random.default_rng(1)
+    trials = _trials(rng)
+    quality = trials["arch_id"].str[2:].astype(float)  # fid rises with the index: higher index is worse
+    # a held-out loss that tracks the quality, and a CLIP score that falls as the quality worsens (maximised)
+    trials = trials.assign(val_loss=quality + rng.normal(size=len(trials)) * 0.3,
+                           clip_score=-quality + rng.normal(size=len(trials)) * 0.3)
+    table = correlations(trials, ("fid", "clip_score", "val_loss"), target="fid").set_index("metric")
+    assert (table["target"] == "fid").all()
+    assert table.loc["fid", "target_tau"] == pytest.approx(table.loc["fid", "tau"])  # itself: the same agreement
+    assert table.loc["val_loss", "target_tau"] > 0.7 and table.loc["val_loss", "target_tau_low"] > 0
+    # CLIP is maximised and FID minimised: oriented, a CLIP score that tracks the quality agrees positively
+    assert table.loc["clip_score", "target_tau"] > 0.7
+    # a target with no values at the reference: undefined, not an error
+    none = correlations(trials.drop(columns=["clip_score"]), ("fid",), target="clip_score")
+    assert none.loc[0, "target_n"] == 0 and none.loc[0, "target_tau"] is None
+
+
 def test_sign_agreement_along_an_ordered_path():
     means = pd.DataFrame(dict(arch_id=["a", "b", "c"] * 2, budget=["short"] * 3 + ["reference"] * 3,
                               fid_mean=[3.0, 2.0, 2.5, 30.0, 20.0, 10.0]))
@@ -142,6 +160,7 @@ def test_tiny_study_trains_caches_and_imports(tmp_path, search_env):
     (["--short-seeds", "0"], "must be positive"),
     (["--panel", "random", "--space", "nope"], "unknown search space"),
     (["--import", "/nonexistent.csv", "--no-train"], "cannot read"),
+    (["--target", "latency", "--no-train"], "--target must be a quality metric"),
 ])
 def test_bad_inputs_exit_2(nas_cli, tmp_path, args, message):
     code, _, err = nas_cli("fidelity", "--run-dir", tmp_path / "run", *args)

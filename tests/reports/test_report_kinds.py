@@ -81,6 +81,8 @@ def test_fidelity_report_reads_the_study_tables(fidelity_run):
     for a in info.agreements:
         assert (a.tau, a.tau_low, a.tau_high) == pytest.approx(tuple(corr.loc[a.metric, ["tau", "tau_low", "tau_high"]]))
         assert a.n == 5 and a.reading.startswith("the short budget ranks like the reference")
+        assert a.target == "fid" and a.target_tau == pytest.approx(
+            tuple(corr.loc[a.metric, ["target_tau", "target_tau_low", "target_tau_high"]]))
     assert info.confidence == pytest.approx(0.95)
     # the t-interval of a seed mean, as nas.ablation.stats.mean_ci computes it from the seeds themselves
     trials = pd.read_csv(fidelity_run.path / "fidelity" / "trials.csv")
