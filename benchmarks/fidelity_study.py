@@ -25,9 +25,10 @@ trials').
 
     python benchmarks/fidelity_study.py --proxy inherit --teacher sd15 [--teacher-steps 2000]
 
-The evaluator is the embedded domain CLIP; its weights are committed in `benchmarks/fidelity/evaluator/` and
-copied into the cache first (a domain CLIP retrained on another machine may differ in its last bits, and rows
-scored by other weights are not comparable: `nas fidelity --import` refuses them).
+The evaluator is the embedded domain CLIP; the package ships its trained weights
+(`evaluators/quality/weights/`), which an empty cache takes instead of training its own (a domain CLIP retrained
+on another machine may differ in its last bits, and rows scored by other weights are not comparable:
+`nas fidelity --import` refuses them).
 """
 
 from __future__ import annotations
@@ -110,21 +111,6 @@ def release(claims: Path, key: tuple) -> None:
     (claims / hashlib.sha256(repr(key).encode()).hexdigest()[:16]).unlink(missing_ok=True)
 
 
-def _install_evaluator() -> None:
-    """Put the committed domain-CLIP weights (the evaluator every committed row was scored with) into the cache,
-    so a fresh machine scores with the same weights instead of retraining its own."""
-    import shutil
-
-    from evaluators.quality.cache import cache_dir
-    from evaluators.quality.domain import SUBDIR
-
-    target = Path(cache_dir()) / SUBDIR
-    for path in (Path(__file__).parent / "fidelity" / "evaluator").glob("*"):
-        if not (target / path.name).exists():
-            target.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, target / path.name)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=None, help="CSV of the rows (default benchmarks/fidelity/trials.csv, "
@@ -145,7 +131,6 @@ def main() -> None:
                     help="fine-tune steps of an inherit trial (default a quarter of the default trial's)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    _install_evaluator()
     default = Budget()
     short = default.replace(steps=args.short_steps) if args.short_steps else default
     # the reference is the default budget's, whatever short budget is under test, so every curve point is

@@ -1,8 +1,15 @@
-"""The domain feature source: the domain CLIP, trained once per recipe and cached as safetensors."""
+"""The domain feature source: the domain CLIP, trained once per recipe and cached as safetensors.
+
+The package ships the trained weights of the default recipe (`weights/<recipe key>.safetensors` with its
+sidecar): a fresh machine copies them into its cache instead of training, so its FID, KID, CMMD and CLIP scores
+are computed on the same features as the project's committed studies (a retrained domain CLIP may differ in its
+last bits, and the fidelity record and `nas fidelity --import` compare scores only under the same weights).
+"""
 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -11,7 +18,7 @@ import torch
 
 from core.console import warn
 from core.errors import UserError
-from core.io import write_json
+from core.io import atomic_path, write_json
 from evaluators.quality.cache import cache_dir, load_weights, save_weights, sha256
 from evaluators.quality.domain_clip import (
     DomainClipRecipe,
@@ -23,6 +30,7 @@ from evaluators.quality.domain_clip import (
 from evaluators.quality.evaluator import QualityEvaluator
 
 SUBDIR = "domain_clip"
+SHIPPED_DIR = Path(__file__).with_name("weights")  # trained weights shipped with the package, by recipe key
 LEGACY = object()  # a sidecar written before checksums (no "weights_sha256"): checked by loading, then upgraded
 
 
@@ -76,27 +84,49 @@ def _load_cached(path: Path, recipe: DomainClipRecipe) -> tuple[open_clip.CLIP |
     return model, meta, ""
 
 
+def _install_shipped(recipe: DomainClipRecipe, path: Path) -> tuple[open_clip.CLIP | None, dict]:
+    """The package's shipped weights of `recipe`, validated like a cache entry and copied into the cache at
+    `path` (weights, then sidecar, each renamed into place), or (None, {}) when none are shipped. A damaged
+    shipped copy is named in a one-line warning and the recipe is trained instead."""
+    shipped = SHIPPED_DIR / path.name
+    if not shipped.is_file():
+        return None, {}
+    model, meta, problem = _load_cached(shipped, recipe)
+    if problem:
+        warn(f"domain CLIP shipped weights: {problem}; training the recipe instead ({recipe.steps} steps)")
+        return None, {}
+    with atomic_path(path, suffix=".safetensors") as tmp:
+        shutil.copyfile(shipped, tmp)
+    write_json(sidecar_path(path), meta)
+    return model, meta
+
+
 def load_or_train(recipe: DomainClipRecipe, cache: str | Path | None = None, device: str = "cpu",
                   progress: Progress | None = None) -> tuple[open_clip.CLIP, dict]:
     """The trained domain CLIP of a recipe: from the cache, or trained now and cached atomically.
 
     A cache entry is validated before use: the sidecar's schema and recipe, the weights' SHA-256 against
     the sidecar, the safetensors format and every tensor's shape. An entry that fails is retrained, after a
-    one-line warning on stderr naming the file and what is wrong.
+    one-line warning on stderr naming the file and what is wrong. An empty cache takes the package's shipped
+    weights of the recipe where there are some (validated the same way).
 
     Returns:
         The model (eval mode, on `device`) and a description: cache path, weights hash, whether it was
-        trained now, training stats.
+        trained now or copied from the shipped weights, training stats.
 
     Raises:
         UserError: the cache folder cannot be written.
     """
     path = weights_path(recipe, cache)
     model, meta, problem = None, {}, ""
+    shipped = False
     if path.exists() or sidecar_path(path).exists():
         model, meta, problem = _load_cached(path, recipe)
         if problem:
             warn(f"domain CLIP cache {problem}; retraining it ({recipe.steps} steps)")
+    else:
+        model, meta = _install_shipped(recipe, path)
+        shipped = model is not None
     trained_now = model is None
     if trained_now:
         model, stats = train(recipe, device=device, progress=progress)
@@ -104,7 +134,7 @@ def load_or_train(recipe: DomainClipRecipe, cache: str | Path | None = None, dev
         meta = {"recipe": asdict(recipe), "train": stats, "weights_sha256": sha256(path)}
         write_json(sidecar_path(path), meta)
     info = dict(cache_path=str(path), weights_sha256=meta["weights_sha256"], trained_now=trained_now,
-                train=meta["train"])
+                train=meta["train"], shipped=shipped)
     return model.to(device).eval(), info
 
 

@@ -47,6 +47,9 @@ def _load(source: str, image_size: int, cache_dir: Optional[Path], clip_weights:
     if info["trained_now"]:
         err_console.print(f"domain CLIP {info['model_id']} trained in {info['train']['seconds']:.1f} s "
                           f"({info['train']['steps']} steps), cached at {info['cache_path']}")
+    elif info.get("shipped"):
+        err_console.print(f"domain CLIP {info['model_id']}: the package's trained weights, installed in the cache "
+                          f"{info['cache_path']}")
     else:
         err_console.print(f"domain CLIP {info['model_id']} loaded from the cache {info['cache_path']}")
     return evaluator

@@ -111,6 +111,46 @@ def test_a_previous_versions_sidecar_without_checksum_is_upgraded_not_retrained(
     assert json.loads(sidecar.read_text()) == legacy | {"weights_sha256": first["weights_sha256"]}
 
 
+def test_shipped_weights_cover_the_default_recipe():
+    """The package's trained weights are those of the default recipe: a recipe change without new shipped weights
+    would make every fresh machine train (and score with) its own domain CLIP."""
+    from evaluators.quality import domain
+
+    recipe = DomainClipRecipe(image_size=16)
+    shipped = domain.SHIPPED_DIR / f"{recipe.key}.safetensors"
+    assert shipped.is_file(), f"no shipped weights for the default recipe {recipe.key}: run `nas evaluators check` " \
+        "on a fresh cache and copy <cache>/domain_clip/<key>.* into evaluators/quality/weights/"
+    model, meta, problem = domain._load_cached(shipped, recipe)
+    assert problem == "" and model is not None and meta["weights_sha256"] == sha256(shipped)
+
+
+def test_an_empty_cache_takes_the_shipped_weights(tmp_path, monkeypatch, capsys):
+    from evaluators.quality import domain
+
+    recipe = DomainClipRecipe(image_size=16, steps=3, batch_size=8, n_train=32)
+    _, trained = load_or_train(recipe, tmp_path / "maker")  # the "shipped" copy: made here, put in a package dir
+    package = tmp_path / "package"
+    package.mkdir()
+    made = weights_path(recipe, tmp_path / "maker")
+    for f in (made, sidecar_path(made)):
+        (package / f.name).write_bytes(f.read_bytes())
+    monkeypatch.setattr(domain, "SHIPPED_DIR", package)
+    capsys.readouterr()
+    _, info = load_or_train(recipe, tmp_path / "fresh")
+    assert info["shipped"] and not info["trained_now"] and info["weights_sha256"] == trained["weights_sha256"]
+    assert sha256(weights_path(recipe, tmp_path / "fresh")) == trained["weights_sha256"] and capsys.readouterr().err == ""
+    _, again = load_or_train(recipe, tmp_path / "fresh")  # now an ordinary cache entry
+    assert not again["shipped"] and not again["trained_now"]
+    # a damaged shipped copy: named in one line, the recipe is trained instead, the package is left as it is
+    (package / made.name).write_bytes(b"garbage")
+    _, trained_again = load_or_train(recipe, tmp_path / "other")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "shipped weights" in err and "does not match the SHA-256" in err
+    assert trained_again["trained_now"] and not trained_again["shipped"]
+    assert trained_again["weights_sha256"] == trained["weights_sha256"]  # deterministic on CPU
+    assert (package / made.name).read_bytes() == b"garbage"
+
+
 @pytest.mark.parametrize("n_train", [None, 32])  # fresh images every step, or a fixed pool
 def test_training_is_deterministic(tmp_path, n_train):
     recipe = DomainClipRecipe(image_size=16, steps=3, batch_size=8, n_train=n_train)
