@@ -192,15 +192,42 @@ def blocks_memory(specs: Iterable[BlockSpec], what: str, weight_copies: int = 1,
     return MemoryEstimate(what, weights, working, _describe_spec(largest))
 
 
-def check_fits(estimate: MemoryEstimate, max_memory: int | None = None, device: str = "cpu") -> None:
-    """Refuse, before anything is allocated, an estimate above the available memory or `max_memory`.
+def gpu_total_memory(device: str = "cuda") -> int | None:
+    """Total bytes of a CUDA device, or None where no GPU is visible (e.g. a Ray driver on a CPU-only head)."""
+    import torch
+
+    if not device.startswith("cuda") or not torch.cuda.is_available():
+        return None
+    return int(torch.cuda.get_device_properties(torch.device(device)).total_memory)
+
+
+def gpu_share(fraction: float, total: int | None) -> int | None:
+    """Bytes one trial may use when it is given `fraction` of a GPU (`--gpus-per-trial` below 1): that share of
+    the device's `total` memory. Ray packs 1 / fraction such trials onto one GPU and does not police memory, so
+    each trial keeps to its share or one trial's allocation starves its neighbours mid-training. None for a
+    whole GPU (or more), or when the total is unknown."""
+    if total is None or not 0 < fraction < 1:
+        return None
+    return int(total * fraction)
+
+
+def share_label(fraction: float, total: int) -> str:
+    """How a GPU-share limit is named in a refusal."""
+    return f"its --gpus-per-trial {fraction:g} share of the GPU ({format_size(gpu_share(fraction, total))} of " \
+           f"{format_size(total)})"
+
+
+def check_fits(estimate: MemoryEstimate, max_memory: int | None = None, device: str = "cpu",
+               limit_label: str | None = None) -> None:
+    """Refuse, before anything is allocated, an estimate above the available memory or `max_memory`
+    (named `limit_label` in the message; default "--max-memory <size>").
 
     Raises:
         TooLargeError: one line naming what would be built, the estimate, the limit and the largest block.
     """
     available = available_memory(device)
     if max_memory is not None and max_memory < available:
-        limit = f"--max-memory {format_size(max_memory)}"
+        limit = limit_label or f"--max-memory {format_size(max_memory)}"
         allowed = max_memory
     else:
         limit, allowed = f"the {format_size(available)} available on {device}", available

@@ -42,7 +42,7 @@ from nas.interrupt import Interrupted, SignalGuard
 from nas.run_lock import HOLDER_FILE, LOCK_FILE, RunLock, driver_id
 from nas.samplers import make_sampler
 from nas.schedulers import Rungs, make_scheduler, rung_signals, validate_rungs
-from nas.trial_runner import TrialSettings, constraint_values, prepare, run_trial
+from nas.trial_runner import TrialSettings, check_gpu_share, constraint_values, prepare, run_trial
 from search_spaces.config import ArchConfig
 from search_spaces.presets import get_preset, preset_label
 from search_spaces.space import get_space
@@ -177,6 +177,8 @@ def validate_options(opts: SearchOptions) -> None:
         raise UserError(f"--latency-budget-ms must be positive, got {s.latency_budget_ms}")
     if s.max_params is not None and s.max_params <= 0:
         raise UserError(f"--max-params must be positive, got {s.max_params}")
+    for name in opts.warm_start if not opts.address else ():  # trials sharing a local GPU: the anchors must fit
+        check_gpu_share(s, get_preset(name))  # their share (each trial checks its own architecture again)
     existing = RunFolder(opts.run_dir)
     manifest = existing.manifest() if existing.exists() else None
     stored = None if manifest is None else manifest.get("scheduler", Rungs().to_dict())

@@ -22,8 +22,8 @@ from core.objectives import LATENCY, QUALITY
 from core.run_folder import RunFolder
 from evaluators.evaluator import CostEvaluator, LatencyEvaluator, ProxyQualityEvaluator
 from evaluators.latency import latency_budget_warning, validation_on_record
-from evaluators.memory import TooLargeError
-from evaluators.training import Budget
+from evaluators.memory import TooLargeError, gpu_share, gpu_total_memory, share_label
+from evaluators.training import Budget, check_proxy_fits
 from evaluators.training.proxy_mode import ProxyMode, budget_hash
 from evaluators.training.rungs import Intermediate
 from evaluators.training.train import TrainState
@@ -53,6 +53,7 @@ class TrialSettings:
     calibrate_latency: bool | None = None
     max_params: int | None = None  # constraint: params <= this
     max_memory: int | None = None  # bytes a trial may allocate (None: what is available); bigger ones FAIL
+    gpu_fraction: float = 0.0  # the share of one GPU a trial gets (--gpus-per-trial); below 1 caps its memory
     evaluator_recipe: dict = field(default_factory=dict)  # domain-CLIP recipe overrides (tests use tiny ones)
     report_at: tuple[int, ...] = ()  # training steps at which a trial reports to its scheduler (rungs)
     rung_signals: tuple[str, ...] = ("val_loss",)  # held-out signals reported at the rungs
@@ -164,6 +165,7 @@ def _quality(settings: TrialSettings, run: RunFolder, config: ArchConfig, seed: 
     if cache_file.is_file():
         cached = json.loads(cache_file.read_text())
         return cached | {"cached": True}
+    check_gpu_share(settings, config)
     evaluator = ProxyQualityEvaluator(_evaluator(settings), seed, settings.device, settings.max_memory,
                                       proxy_mode=settings.proxy)
     metrics = evaluator.evaluate(config, settings.budget, out_dir=out_dir, intermediate=intermediate)
@@ -173,6 +175,25 @@ def _quality(settings: TrialSettings, run: RunFolder, config: ArchConfig, seed: 
     metrics["sample_grid"] = str(Path(grid).resolve().relative_to(run.path.resolve())) if grid else None
     write_json(cache_file, metrics)
     return metrics
+
+
+def check_gpu_share(settings: TrialSettings, config: ArchConfig, total: int | None = None) -> None:
+    """A trial given a fraction of a GPU must fit its proxy's training into that share of the GPU's memory
+    (`evaluators.memory.gpu_share`), checked before anything is built; nothing to check on CPU or a whole GPU.
+
+    Args:
+        total: the GPU's memory in bytes (default: the visible device's).
+
+    Raises:
+        TooLargeError: the proxy's estimate exceeds the share (the trial FAILs with this reason).
+    """
+    if not settings.device.startswith("cuda") or not 0 < settings.gpu_fraction < 1:
+        return
+    total = total if total is not None else gpu_total_memory(settings.device)
+    share = gpu_share(settings.gpu_fraction, total)
+    if share is not None and (settings.max_memory is None or share < settings.max_memory):
+        check_proxy_fits(config, settings.budget, settings.device, share, settings.proxy,
+                         limit_label=share_label(settings.gpu_fraction, total))
 
 
 _PROCESS_CACHE: dict[tuple, Any] = {}  # per worker process: predictors and evaluators are loaded once

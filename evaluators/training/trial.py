@@ -296,12 +296,13 @@ def _loss(teacher: Teacher | None, model, proxy_mode: ProxyMode | None) -> conte
 
 
 def check_proxy_fits(config: ArchConfig, budget: Budget, device: str = "cpu", max_memory: int | None = None,
-                     proxy_mode: ProxyMode | None = None) -> None:
+                     proxy_mode: ProxyMode | None = None, limit_label: str | None = None) -> None:
     """Refuse, before anything is built, a proxy whose training would not fit in memory.
 
     Args:
         proxy_mode: inherit mode's teacher proxy stays resident while the student trains (and, when it is not
             cached yet, the teacher first trains itself), so both must fit.
+        limit_label: how `max_memory` is named in a refusal (default "--max-memory <size>").
 
     Raises:
         TooLargeError: the estimate (`evaluators.memory.training_memory`, `with_teacher`) exceeds `max_memory`
@@ -320,7 +321,7 @@ def check_proxy_fits(config: ArchConfig, budget: Budget, device: str = "cpu", ma
         own = dataclasses.replace(own, what=f"training the teacher (arch {teacher.arch_id}, batch "
                                             f"{budget.batch_size}; once, when it is not cached)")
         estimate = max(with_teacher(estimate, teacher, teacher_proxy, budget.batch_size), own, key=lambda e: e.total)
-    check_fits(estimate, max_memory, device)
+    check_fits(estimate, max_memory, device, limit_label)
 
 
 def _failed(result: TrialResult, reason: str, start: float) -> TrialResult:

@@ -98,7 +98,9 @@ def ablate(
     address: Optional[str] = typer.Option(None, "--address", help="Existing Ray cluster host:port."),
     workers: int = typer.Option(1, "--workers", help="Trials running at once."),
     cpus_per_trial: float = typer.Option(2.0, "--cpus-per-trial", help="Ray CPUs (and torch threads) per trial."),
-    gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", help="Ray GPUs per trial (proxies train on CUDA)."),
+    gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", help="Ray GPUs per trial (proxies train on CUDA); below 1, "
+                                        "trials share a GPU and each must fit its share of the GPU's memory (checked "
+                                        "before anything is built)."),
     json_out: bool = typer.Option(False, "--json", help="Print the rows as JSON instead of a table."),
 ) -> None:
     """Evaluate a path of design changes (cumulative and/or leave-one-out) with seeds and 95% intervals."""
@@ -121,7 +123,7 @@ def ablate(
         latency_device=devices[0],
         image_size=image_size,
         lut_dir=str(lut_dir) if lut_dir else None, threads=max(1, int(cpus_per_trial)), lut_threads=lut_threads,
-        calibrate_latency=True, device="cuda" if gpus_per_trial > 0 else "cpu")
+        calibrate_latency=True, device="cuda" if gpus_per_trial > 0 else "cpu", gpu_fraction=gpus_per_trial)
     with Progress(*PROGRESS_COLUMNS, console=err_console if json_out else console, transient=json_out) as bar:
         task = bar.add_task(f"ablation trials ({len(spec.rows)} rows x {seeds} seeds)", total=None)
         result = run_ablation(spec, settings, address=address, workers=workers, cpus_per_trial=cpus_per_trial,

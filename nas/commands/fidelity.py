@@ -66,7 +66,9 @@ def fidelity(
     address: Optional[str] = typer.Option(None, "--address", help="Existing Ray cluster host:port."),
     workers: int = typer.Option(1, "--workers", help="Trials running at once."),
     cpus_per_trial: float = typer.Option(2.0, "--cpus-per-trial", help="Ray CPUs (and torch threads) per trial."),
-    gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", help="Ray GPUs per trial (proxies train on CUDA)."),
+    gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", help="Ray GPUs per trial (proxies train on CUDA); below 1, "
+                                        "trials share a GPU and each must fit its share of the GPU's memory (checked "
+                                        "before anything is built)."),
     json_out: bool = typer.Option(False, "--json", help="Print the study as JSON instead of a table."),
 ) -> None:
     """Rank agreement (Kendall tau, Spearman rho, bootstrap intervals) of the short proxy budget with a reference,
@@ -85,6 +87,7 @@ def fidelity(
                               width_divisor=reference_width_divisor or short.width_divisor)
     base = TrialSettings(run_dir=str(_run_dir(run_dir, "fidelity")), metrics=QUALITY_KEYS, budget=short,
                          threads=max(1, int(cpus_per_trial)), device="cuda" if gpus_per_trial > 0 else "cpu",
+                         gpu_fraction=gpus_per_trial,
                          proxy=mode)
     reference_settings = TrialSettings(**{**base.__dict__, "budget": reference, "proxy": ProxyMode()})
     plan = StudyPlan(panel, chosen, base, reference_settings,

@@ -84,7 +84,9 @@ def search(
                                           "the machine's cores, and printed)."),
     cpus_per_trial: Optional[float] = typer.Option(None, "--cpus-per-trial", help="Ray CPUs (and torch threads) per "
                                                    "trial (default: 1 with a scheduler, else 2)."),
-    gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", help="Ray GPUs per trial (proxies train on CUDA)."),
+    gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", help="Ray GPUs per trial (proxies train on CUDA); below 1, "
+                                        "trials share a GPU and each must fit its share of the GPU's memory (checked "
+                                        "before anything is built)."),
     max_failures: int = typer.Option(0, "--max-failures", help="Retries of a trial whose worker died."),
     scheduler: str = typer.Option("none", "--scheduler", help="Trial scheduler: none | mo-asha (multi-objective "
                                   "successive halving: stops trials outside the top 1/eta of a rung by non-dominated "
@@ -110,7 +112,8 @@ def search(
     settings = TrialSettings(
         run_dir=str(run_dir.resolve()), metrics=tuple(o.name for o in objs), budget=budget,
         latency_device=latency_device, image_size=image_size, lut_dir=str(lut_dir) if lut_dir else None,
-        threads=max(1, int(plan.cpus_per_trial)), lut_threads=lut_threads, device="cuda" if gpus_per_trial > 0 else "cpu",
+        threads=max(1, int(plan.cpus_per_trial)), lut_threads=lut_threads,
+        device="cuda" if gpus_per_trial > 0 else "cpu", gpu_fraction=gpus_per_trial,
         latency_budget_ms=latency_budget_ms, calibrate_latency=calibrate_latency, max_params=max_params,
         max_memory=None if max_memory is None else parse_size(max_memory), proxy=mode)
     opts = SearchOptions(
