@@ -1,0 +1,84 @@
+"""The fidelity study's budget curve: Kendall tau against seconds per trial, for every short budget on record.
+
+For each short budget (training steps) this runs the study's own analysis on the committed rows (`nas fidelity
+--panel paper --short-steps N --reference-steps R --import CSV --no-train --json`, so nothing is trained and
+every number is what `nas fidelity` itself reports) and collects, per quality signal:
+
+- tau (and rho) of the short signal against the same signal at the reference, with the bootstrap interval;
+- tau of the short signal against the reference's target metric (default FID), oriented so that a positive
+  tau calls the same architectures better: does the cheap signal predict the quality the reference measures?
+- the seed ceiling (tau between the two short seeds) and the median seed sd;
+- the median seconds one trial spends to produce the signal (set-up, training, and the signal's own stages).
+
+Writes `--out` (CSV, one row per budget and signal) and prints a Markdown table. A budget with missing trials
+is reported with the trials it has and flagged `complete = False`.
+
+    python benchmarks/fidelity_curve.py --steps 125,250,500 --out benchmarks/fidelity/curve.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+COLUMNS = ("tau", "tau_low", "tau_high", "rho", "target", "target_tau", "target_tau_low", "target_tau_high",
+           "ceiling_short_tau", "ceiling_short_tau_low", "ceiling_short_tau_high", "seed_sd_short", "seconds_short")
+
+
+def study(steps: int, args: argparse.Namespace, folder: Path) -> dict:
+    """The analysis of one short budget, as `nas fidelity --json` reports it."""
+    cmd = [str(Path(sys.executable).with_name("nas")), "fidelity", "--panel", "paper", "--short-steps", str(steps),
+           "--reference-steps", str(args.reference_steps), "--import", str(args.csv), "--no-train",
+           "--target", args.target, "--run-dir", str(folder / f"short{steps}"), "--json"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ | {"HF_HUB_OFFLINE": "1"})
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed: {done.stderr.strip().splitlines()[-1:]}")
+    return json.loads(done.stdout)
+
+
+def fmt(value, spec=".2f") -> str:
+    return "-" if value is None or value != value else format(value, spec)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--csv", type=Path, default=ROOT / "benchmarks/fidelity/trials.csv")
+    ap.add_argument("--steps", default="125,250,500", help="short budgets (training steps), comma-separated")
+    ap.add_argument("--reference-steps", type=int, default=2000)
+    ap.add_argument("--target", default="fid")
+    ap.add_argument("--out", type=Path, default=None, help="CSV of the curve (default: print only)")
+    args = ap.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for steps in (int(s) for s in args.steps.split(",")):
+            result = study(steps, args, Path(tmp))
+            for r in result["correlations"]:
+                rows.append(dict(steps=steps, metric=r["metric"], n=r["n"], complete=result["missing"] == 0,
+                                 missing=result["missing"]) | {k: r.get(k) for k in COLUMNS})
+    curve = pd.DataFrame(rows)
+    if args.out:
+        curve.to_csv(args.out, index=False)
+    print(f"| steps | signal | n | tau vs itself at reference [95% CI] | tau vs reference {args.target} [95% CI] | "
+          "seed ceiling tau | seed sd | s / trial |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in curve.to_dict("records"):
+        if r["n"] == 0:
+            continue
+        print(f"| {r['steps']}{'' if r['complete'] else ' (incomplete)'} | {r['metric']} | {r['n']} | "
+              f"{fmt(r['tau'])} [{fmt(r['tau_low'])}, {fmt(r['tau_high'])}] | {fmt(r['target_tau'])} "
+              f"[{fmt(r['target_tau_low'])}, {fmt(r['target_tau_high'])}] | {fmt(r['ceiling_short_tau'])} | "
+              f"{fmt(r['seed_sd_short'], '.3g')} | {fmt(r['seconds_short'], '.0f')} |")
+    if args.out:
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
