@@ -47,6 +47,23 @@ def test_header_reports_provenance(data):
     assert h.notes and all(n.startswith("Proxy fidelity of") and "not measured" in n for n in h.notes)
 
 
+def test_header_states_the_fidelity_on_record_for_each_quality_objective(data, monkeypatch):
+    """A run whose manifest carries the study on record for its budget (as `nas search` writes it) states tau,
+    its interval, the seed ceiling and the agreement with the reference's target metric."""
+    entry = dict(panel="paper", reference="2000 steps, 16 px, width / 16", created="2026-12-02", metrics=dict(
+        fid=dict(tau=-0.07, tau_low=-0.8, tau_high=0.6, n=10, ceiling_short_tau=-0.07, target="fid",
+                 target_tau=-0.07, target_tau_low=-0.8, target_tau_high=0.6),
+        clip_score=dict(tau=0.45, tau_low=-0.1, tau_high=0.9, n=10, ceiling_short_tau=0.51, target="fid",
+                        target_tau=0.1, target_tau_low=-0.5, target_tau_high=0.7)))
+    monkeypatch.setattr(data, "manifest", data.manifest | {"fidelity": entry})
+    notes = header_info(data).notes
+    fid = next(n for n in notes if n.startswith("Proxy fidelity of FID"))
+    assert "Kendall tau -0.07 [-0.80, 0.60] against 2000 steps" in fid and "(10 architectures)" in fid
+    assert "reference's fid" not in fid  # its own target: said once
+    clip = next(n for n in notes if n.startswith("Proxy fidelity of CLIP score"))
+    assert "seed ceiling 0.51" in clip and "against the reference's fid: tau 0.10 [-0.50, 0.70]" in clip
+
+
 def test_pareto_set_is_optunas_and_matches_the_table(data, info):
     best = sorted(t.number for t in data.study.best_trials)
     assert sorted(r.number for r in info.pareto.rows) == best == pareto_numbers(data)
