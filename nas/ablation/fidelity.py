@@ -278,7 +278,8 @@ def markdown(corr: pd.DataFrame, plan: StudyPlan, trials: pd.DataFrame, prov: di
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in corr.to_dict("records"):
-        sign = f"{r['sign_same']} of {r['sign_compared']}" if r.get("sign_compared") else "-"
+        sign = f"{int(r['sign_same'])} of {int(r['sign_compared'])}" if pd.notna(r.get("sign_compared")) \
+            and r.get("sign_compared") else "-"
         lines.append(
             f"| {r['metric']} | {r['n']} | {_ci(r['tau'], r['tau_low'], r['tau_high'])} | "
             f"{_ci(r['rho'], r['rho_low'], r['rho_high'])} | "
