@@ -194,7 +194,7 @@ def run_fidelity(plan: StudyPlan, *, imports: list[Path] = (), train: bool = Tru
     if result.missing == 0:
         entry = dict(panel=plan.panel_name, short=describe(plan.short), reference=describe(plan.reference),
                      n_archs=len(plan.panel), seeds=dict(short=plan.short_seeds, reference=plan.reference_seeds),
-                     created=result.provenance["created"], run=str(run.path),
+                     created=result.provenance["created"], run=str(run.path), command=" ".join(command or []),
                      metrics={r["metric"]: {k: r.get(k) for k in ENTRY_KEYS} for r in result.correlations})
         model_id = evaluators["short"].get("model_id")
         record(plan.short.budget_hash, model_id, entry)
