@@ -156,6 +156,19 @@ def test_scheduler_bad_inputs_exit_2(tmp_path, nas_cli):
         assert not (tmp_path / "run").exists()
 
 
+def test_default_objectives_are_the_fidelity_studys_signal_and_a_resumed_run_keeps_its_own(tmp_path):
+    from nas.commands.search import DEFAULT_OBJECTIVES, _stored_objectives
+
+    assert DEFAULT_OBJECTIVES.split(",")[0] == "val_loss_grid"  # benchmarks/results_fidelity.md: the ranking metric
+    path = tmp_path / "run"
+    assert _stored_objectives(path) is None and _stored_objectives(None) is None  # a new run: the default
+    RunFolder.create(path, dict(name="run", objectives=[{"name": "fid", "direction": "minimize"},
+                                                        {"name": "latency_ms", "direction": "minimize"}]))
+    assert _stored_objectives(path) == "fid,latency_ms"
+    (path / "manifest.json").write_text("{broken")
+    assert _stored_objectives(path) is None  # unreadable: the search's own checks say so
+
+
 def test_resuming_with_another_budget_exits_2_and_leaves_the_folder_alone(tmp_path, nas_cli):
     from evaluators.training import Budget
 
