@@ -55,6 +55,16 @@ def record(budget_hash: str, evaluator_id: str | None, study: dict[str, Any], sh
     return write_json(path, data)
 
 
+def brief(study: dict[str, Any] | None, metric: str) -> str:
+    """A few words for a metric a run shows but does not optimise: its tau against the reference, or "not
+    measured"."""
+    row = (study or {}).get("metrics", {}).get(metric) or {}
+    if row.get("tau") is None:
+        return "not measured"
+    settled = "" if row["tau_low"] > 0 or row["tau_high"] < 0 else ", interval includes 0"
+    return f"tau {row['tau']:.2f} [{row['tau_low']:.2f}, {row['tau_high']:.2f}]{settled}"
+
+
 def summary(study: dict[str, Any] | None, metric: str) -> str:
     """One line for reports and manifests: the measured fidelity of `metric`, or "not measured"."""
     if not study:

@@ -20,6 +20,7 @@ import pandas as pd
 # and wants a reference point in raw units, so the history is computed here on normalised values.
 from optuna._hypervolume import compute_hypervolume
 
+from core.fidelity_record import brief as fidelity_brief
 from core.fidelity_record import summary as fidelity_summary
 from core.metrics import METRIC_DIRECTIONS, METRICS, get_metric, names
 from core.objectives import Objective
@@ -34,6 +35,7 @@ from search_spaces.blocks import part_of
 from search_spaces.config import ArchConfig
 
 TABLE_METRICS = names()  # every registered metric; the page shows those the run measured
+QUALITY_SHOWN = names("quality")  # the proxy signals a trial records (those the run has are noted)
 HV_REFERENCE = 1.1  # reference point per normalised objective (the worst value seen maps to 1.0)
 
 
@@ -87,6 +89,12 @@ def header_info(data: RunData) -> HeaderInfo:
              "importances omitted."] if data.study is None else []
     notes += [f"Proxy fidelity of {o.label} at this budget: {fidelity_summary(m.get('fidelity'), o.name)}."
               for o in data.objectives if get_metric(o.name).needs_training]
+    objective_names = {o.name for o in data.objectives}
+    shown = [n for n in QUALITY_SHOWN if n not in objective_names and n in data.trials.columns
+             and data.trials[n].notna().any()]
+    if shown and any(get_metric(o.name).needs_training for o in data.objectives):
+        notes.append("Shown, not optimised (rank agreement with the reference at this budget): " + "; ".join(
+            f"{METRIC_LABELS[n]} {fidelity_brief(m.get('fidelity'), n)}" for n in shown) + ".")
     notes += [f"Proxies: {proxy_summary(m.get('proxy'), data.trials)}."] if is_inherit(m.get("proxy")) else []
     return HeaderInfo(
         name=str(m.get("name", data.run.path.name)), command=_command(m.get("command", "")),

@@ -13,7 +13,7 @@ from rich.table import Table
 from core.console import console, err_console, print_json
 from core.metrics import ALIASES, METRICS, get_metric
 from evaluators.training import Budget
-from evaluators.training.proxy_mode import ProxyMode, default_steps
+from evaluators.training.proxy_mode import ProxyMode, search_steps
 from nas.commands import proxy_options
 from nas.commands.ablate import PROGRESS_COLUMNS, BarProgress, _run_dir
 from nas.trial_runner import QUALITY_KEYS, TrialSettings
@@ -35,7 +35,8 @@ def fidelity(
     sample_seed: int = typer.Option(0, "--sample-seed", help="Seed of the random panel."),
     short_steps: Optional[int] = typer.Option(None, "--short-steps", "--short",
                                               help="Short budget under test: training steps (default: the search's, "
-                                              f"{Budget().steps}; {default_steps('inherit')} with --proxy inherit)."),
+                                              f"{search_steps('scratch')}; {search_steps('inherit')} with --proxy "
+                                              "inherit)."),
     proxy: str = typer.Option("scratch", "--proxy", help="How the short budget's proxies start: scratch | inherit "
                               "(from the trained --teacher, distilled; the reference always trains from scratch)."),
     teacher: str = proxy_options.TEACHER,
@@ -81,7 +82,7 @@ def fidelity(
         raise UserError(f"--confidence must be in (0, 1), got {confidence}")
     chosen = load_panel(panel, space, archs, sample_seed)  # bad panels fail before anything is written
     mode = proxy_options.proxy_mode(proxy, teacher, teacher_steps, inherit_fresh=inherit_fresh, train_teacher=train)
-    short_steps = proxy_options.trial_steps(short_steps, mode)
+    short_steps = search_steps(mode.mode) if short_steps is None else short_steps
     short = Budget(steps=short_steps)
     reference = short.replace(steps=reference_steps, image_size=reference_image_size or short.image_size,
                               width_divisor=reference_width_divisor or short.width_divisor)

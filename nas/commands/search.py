@@ -23,7 +23,7 @@ from core.objectives import QUALITY, parse_objectives
 from core.run_folder import RunFolder
 from evaluators.memory import parse_size
 from evaluators.training import Budget, fit_heldout
-from evaluators.training.proxy_mode import default_steps
+from evaluators.training.proxy_mode import search_steps
 from nas.commands import proxy_options
 from nas.parallelism import choose_parallelism
 from nas.schedulers import Rungs
@@ -42,16 +42,27 @@ def _split(text: str) -> tuple[str, ...]:
     return tuple(n.strip() for n in text.split(",") if n.strip() and n.strip() != "none")
 
 
-def _stored_objectives(run_dir: Path | None) -> str | None:
-    """The objectives of the run being resumed (None for a new or unreadable run folder: validated later)."""
+def _manifest(run_dir: Path | None) -> dict:
+    """The manifest of the run being resumed ({} for a new or unreadable run folder: validated later)."""
     if run_dir is None:
-        return None
+        return {}
     try:
         manifest = RunFolder(run_dir).manifest()
     except (UserError, OSError, ValueError):
-        return None
-    names = [o.get("name") for o in (manifest or {}).get("objectives") or [] if isinstance(o, dict)]
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
+def _stored_objectives(run_dir: Path | None) -> str | None:
+    """The objectives of the run being resumed, comma-separated (None for a new or unreadable run folder)."""
+    names = [o.get("name") for o in _manifest(run_dir).get("objectives") or [] if isinstance(o, dict)]
     return ",".join(n for n in names if isinstance(n, str)) or None
+
+
+def _stored_budget(run_dir: Path | None) -> dict:
+    """The budget of the run being resumed ({} for a new or unreadable run folder)."""
+    budget = _manifest(run_dir).get("budget")
+    return budget if isinstance(budget, dict) else {}
 
 
 def search(
@@ -69,8 +80,10 @@ def search(
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run folder (default runs/<space>-<time>); "
                                            "an existing run folder is resumed."),
     resume: bool = typer.Option(False, "--resume", help="Require --run-dir to be an existing run and continue it."),
-    budget_steps: Optional[int] = typer.Option(None, "--budget", help=f"Proxy training steps per trial (default "
-                                               f"{Budget().steps}; {default_steps('inherit')} with --proxy inherit)."),
+    budget_steps: Optional[int] = typer.Option(
+        None, "--budget", help=f"Proxy training steps per trial (default {search_steps('scratch')}: as good a "
+        f"ranking as {Budget().steps} in the fidelity study, at a quarter of the time; {search_steps('inherit')} with "
+        "--proxy inherit; a resumed run keeps its own)."),
     proxy: str = proxy_options.PROXY,
     teacher: str = proxy_options.TEACHER,
     teacher_steps: Optional[int] = proxy_options.TEACHER_STEPS,
@@ -124,7 +137,9 @@ def search(
     plan = choose_parallelism(workers, cpus_per_trial, scheduler=scheduler != "none", gpus_per_trial=gpus_per_trial,
                               address=address)
     mode = proxy_options.proxy_mode(proxy, teacher, teacher_steps, inherit_fresh=inherit_fresh)
-    budget = fit_heldout(Budget(steps=proxy_options.trial_steps(budget_steps, mode), seconds=budget_seconds), n_val,
+    steps = budget_steps if budget_steps is not None else \
+        _stored_budget(run_dir).get("steps") or search_steps(mode.mode)
+    budget = fit_heldout(Budget(steps=steps, seconds=budget_seconds), n_val,
                          n_samples, n_real)
     if run_dir is None:
         run_dir = Path("runs") / f"{space}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"

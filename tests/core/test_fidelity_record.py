@@ -30,3 +30,11 @@ def test_user_record_wins_and_summary_names_the_target(tmp_path, monkeypatch):
     fidelity_record.record("h", "ev", _entry())
     assert "reference's" not in fidelity_record.summary(fidelity_record.on_record("h", "ev"), "val_loss_grid")
     assert "has no value" in fidelity_record.summary(entry, "cmmd")
+
+
+def test_brief_says_whether_the_interval_settles_the_ranking():
+    entry = _entry() | {"metrics": {"fid": dict(tau=-0.38, tau_low=-0.89, tau_high=0.21),
+                                    "val_loss_grid": dict(tau=0.6, tau_low=0.13, tau_high=0.9)}}
+    assert fidelity_record.brief(entry, "fid") == "tau -0.38 [-0.89, 0.21], interval includes 0"
+    assert fidelity_record.brief(entry, "val_loss_grid") == "tau 0.60 [0.13, 0.90]"
+    assert fidelity_record.brief(entry, "cmmd") == fidelity_record.brief(None, "fid") == "not measured"

@@ -156,17 +156,21 @@ def test_scheduler_bad_inputs_exit_2(tmp_path, nas_cli):
         assert not (tmp_path / "run").exists()
 
 
-def test_default_objectives_are_the_fidelity_studys_signal_and_a_resumed_run_keeps_its_own(tmp_path):
-    from nas.commands.search import DEFAULT_OBJECTIVES, _stored_objectives
+def test_default_objectives_and_budget_are_the_fidelity_studys_and_a_resumed_run_keeps_its_own(tmp_path):
+    from evaluators.training.proxy_mode import SEARCH_STEPS, search_steps
+    from nas.commands.search import DEFAULT_OBJECTIVES, _stored_budget, _stored_objectives
 
-    assert DEFAULT_OBJECTIVES.split(",")[0] == "val_loss_grid"  # benchmarks/results_fidelity.md: the ranking metric
+    # benchmarks/results_fidelity.md: the ranking metric and the budget the study chose
+    assert DEFAULT_OBJECTIVES.split(",")[0] == "val_loss_grid" and search_steps("scratch") == SEARCH_STEPS == 125
     path = tmp_path / "run"
-    assert _stored_objectives(path) is None and _stored_objectives(None) is None  # a new run: the default
+    assert _stored_objectives(path) is None and _stored_objectives(None) is None  # a new run: the defaults
+    assert _stored_budget(path) == {} == _stored_budget(None)
     RunFolder.create(path, dict(name="run", objectives=[{"name": "fid", "direction": "minimize"},
-                                                        {"name": "latency_ms", "direction": "minimize"}]))
-    assert _stored_objectives(path) == "fid,latency_ms"
+                                                        {"name": "latency_ms", "direction": "minimize"}],
+                                budget={"steps": 500}))
+    assert _stored_objectives(path) == "fid,latency_ms" and _stored_budget(path)["steps"] == 500
     (path / "manifest.json").write_text("{broken")
-    assert _stored_objectives(path) is None  # unreadable: the search's own checks say so
+    assert _stored_objectives(path) is None and _stored_budget(path) == {}  # unreadable: the search's checks say so
 
 
 def test_resuming_with_another_budget_exits_2_and_leaves_the_folder_alone(tmp_path, nas_cli):

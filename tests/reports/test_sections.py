@@ -43,8 +43,12 @@ def test_header_reports_provenance(data):
     assert h.latency_estimate and h.device == "iphone15pro" and h.lut == "roofline:iphone15pro"
     assert h.objectives == ["FID ↓", "CLIP score ↑", "latency (ms) ↓"]
     assert (h.space, h.sampler, h.seed, h.feature_source) == ("unet_mobile", "nsga2", 0, "domain")
-    # the only notes: each quality objective's proxy fidelity, not measured for the fixture's budget
-    assert h.notes and all(n.startswith("Proxy fidelity of") and "not measured" in n for n in h.notes)
+    # the only notes: each quality objective's proxy fidelity, not measured for the fixture's budget, and the
+    # quality signals the trials recorded beside the objectives
+    assert [n for n in h.notes if n.startswith("Proxy fidelity of")] == h.notes[:2]
+    assert all("not measured" in n for n in h.notes[:2])
+    assert h.notes[2:] == ["Shown, not optimised (rank agreement with the reference at this budget): KID not "
+                           "measured; val loss not measured."]
 
 
 def test_header_states_the_fidelity_on_record_for_each_quality_objective(data, monkeypatch):
@@ -62,6 +66,7 @@ def test_header_states_the_fidelity_on_record_for_each_quality_objective(data, m
     assert "reference's fid" not in fid  # its own target: said once
     clip = next(n for n in notes if n.startswith("Proxy fidelity of CLIP score"))
     assert "seed ceiling 0.51" in clip and "against the reference's fid: tau 0.10 [-0.50, 0.70]" in clip
+    assert notes[-1].endswith("KID not measured; val loss not measured.")  # the record has neither
 
 
 def test_pareto_set_is_optunas_and_matches_the_table(data, info):
