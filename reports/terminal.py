@@ -23,7 +23,8 @@ from core.run_folder import RunFolder
 
 FINISHED = ("COMPLETE", "FAIL", "INFEASIBLE", "PRUNED")
 PREPARE_EVERY = 30.0  # seconds between latency-table heartbeat lines
-SPECS = {"latency_ms": "{:.1f}", "fid": "{:.2f}", "kid": "{:.4f}", "clip_score": "{:.4f}", "val_loss": "{:.4f}"}
+SPECS = {"latency_ms": "{:.1f}", "fid": "{:.2f}", "kid": "{:.4f}", "clip_score": "{:.4f}", "val_loss": "{:.4f}",
+         "val_loss_grid": "{:.4f}", "cmmd": "{:.3f}"}
 
 
 def _missing(value: Any) -> bool:
@@ -98,13 +99,21 @@ class PipedProgress:
             self._print(trial_line(row, state, self.metrics, now - self.began, eta))
 
 
-def pareto_table(pareto: list[dict[str, Any]], n_complete: int, n_failed: int) -> Table:
-    """The final Pareto table: full arch ids, and no wider than 80 columns (MACs, KID and val loss are in the
-    JSON summary and the trials table); quality columns only when a row has a value."""
-    columns = [("latency_ms", "latency ms"), ("fid", "FID"), ("clip_score", "CLIP")]
-    shown = [(k, title) for k, title in columns if any(not _missing(p.get(k)) for p in pareto)]
+def pareto_table(pareto: list[dict[str, Any]], n_complete: int, n_failed: int,
+                 objectives: tuple[str, ...] = ()) -> Table:
+    """The final Pareto table: full arch ids, and no wider than 80 columns. The run's objectives come first,
+    then latency, FID and CLIP score, up to three metric columns (the rest are in the JSON summary and the trials
+    table); a metric column only when a row has a value."""
+    titles = {"latency_ms": "latency ms", "fid": "FID", "clip_score": "CLIP", "val_loss_grid": "grid loss",
+              "val_loss": "val loss", "kid": "KID", "cmmd": "CMMD", "macs": "MACs"}
+    wanted = [k for k in dict.fromkeys((*objectives, "latency_ms", "fid", "clip_score")) if k != "params"]
+    present = [k for k in wanted if any(not _missing(p.get(k)) for p in pareto)]
+    shown = [(k, titles.get(k, k)) for k in present[:3]]
+    rest = [titles.get(k, k) for k in ("macs", "kid", "val_loss", "val_loss_grid", "cmmd", "fid", "clip_score")
+            if k not in present[:3] and any(not _missing(p.get(k)) for p in pareto)]
     table = Table(title=f"Pareto set ({len(pareto)} of {n_complete} complete, {n_failed} failed)", box=box.SIMPLE_HEAD,
-                  caption="MACs, KID, val loss: --json or trials.csv", padding=(0, 1), pad_edge=False, show_edge=False)
+                  caption=f"{', '.join(rest)}: --json or trials.csv" if rest else None, padding=(0, 1),
+                  pad_edge=False, show_edge=False)
     table.add_column("trial", justify="right")
     table.add_column("arch id", no_wrap=True, min_width=12)
     table.add_column("preset", overflow="fold")
@@ -113,6 +122,6 @@ def pareto_table(pareto: list[dict[str, Any]], n_complete: int, n_failed: int) -
         table.add_column(title, justify="right")
     for p in pareto:
         params = "-" if _missing(p.get("params")) else _value("params", p["params"])
-        values = ["-" if _missing(p.get(k)) else SPECS[k].format(p[k]) for k, _ in shown]
+        values = ["-" if _missing(p.get(k)) else _value(k, p[k]) for k, _ in shown]
         table.add_row(str(p["number"]), str(p.get("arch_id") or "-"), str(p.get("preset") or ""), params, *values)
     return table

@@ -182,7 +182,7 @@ def search(
     if json_out:
         print_json(result.to_dict())
         return
-    console.print(pareto_table(result.pareto, result.n_complete, result.n_failed))
+    console.print(pareto_table(result.pareto, result.n_complete, result.n_failed, tuple(o.name for o in objs)))
     if any(o.name in QUALITY for o in objs):
         console.print("One seed per trial: quality differences between these designs are not qualified by seed "
                       "spread (`nas ablate --seeds K` measures it).")

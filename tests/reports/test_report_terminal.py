@@ -93,6 +93,15 @@ def test_pareto_table_fits_80_columns_with_full_arch_ids():
     console, out = _console()
     console.print(pareto_table(cost_only, 120, 3))
     assert "FID" not in out.getvalue() and "CLIP" not in out.getvalue()
+    # the run's objectives come first: a grid-loss search shows its ranking signal, within 80 columns
+    graded = [dict(p, val_loss_grid=0.0925) for p in pareto]
+    console, out = _console()
+    console.print(pareto_table(graded, 120, 3, ("val_loss_grid", "latency_ms")))
+    text = out.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    header = next(line for line in text.splitlines() if "arch id" in line)
+    assert header.index("grid loss") < header.index("latency ms") < header.index("FID")
+    assert "0.0925" in text and "MACs, KID, val loss, CLIP: --json or trials.csv" in text
 
 
 def test_an_unusable_run_dir_is_left_to_the_search(tmp_path):
