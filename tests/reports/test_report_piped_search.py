@@ -31,7 +31,7 @@ def test_piped_search_prints_one_line_per_trial(tmp_path):
         assert f"params={table.loc[number, 'params'] / 1e6:.1f}M" in line
     assert "━" not in search.stdout  # no progress-bar frames in a pipe
     start = next(i for i, line in enumerate(lines) if line.strip().startswith("Pareto set ("))
-    end = next(i for i, line in enumerate(lines) if line.strip().startswith("MACs, KID"))
+    end = next(i for i, line in enumerate(lines) if line.strip().endswith("--json or trials.csv"))
     assert all(len(line) <= 80 for line in lines[start:end + 1])
     pareto_ids = [a for a in table["arch_id"] if any(a in line for line in lines[start:end])]
     assert pareto_ids and all(len(a) == 12 for a in pareto_ids)  # full ids, not cut
