@@ -97,6 +97,11 @@ def _float(value: Any) -> float | None:
     return None if math.isnan(out) else out
 
 
+def _json_value(value: Any) -> Any:
+    """A record value as strict JSON has it: an undefined statistic (NaN) is null."""
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
 def _imported_row(row: dict[str, Any], job: Job, settings: TrialSettings) -> dict[str, Any]:
     failed = str(row.get("failed", "")).lower() in ("true", "1")
     out = dict(number=job.number, state="FAIL" if failed else "COMPLETE", arch_id=job.config.arch_id,
@@ -194,11 +199,12 @@ def run_fidelity(plan: StudyPlan, *, imports: list[Path] = (), train: bool = Tru
     if result.missing == 0:
         entry = dict(panel=plan.panel_name, short=describe(plan.short), reference=describe(plan.reference),
                      n_archs=len(plan.panel), seeds=dict(short=plan.short_seeds, reference=plan.reference_seeds),
-                     created=result.provenance["created"], run=str(run.path), command=" ".join(command or []),
-                     metrics={r["metric"]: {k: r.get(k) for k in ENTRY_KEYS} for r in result.correlations})
+                     created=result.provenance["created"], command=" ".join(command or []),
+                     metrics={r["metric"]: {k: _json_value(r.get(k)) for k in ENTRY_KEYS}
+                              for r in result.correlations})
         model_id = evaluators["short"].get("model_id")
-        record(plan.short.budget_hash, model_id, entry)
-        if record_shipped:
+        record(plan.short.budget_hash, model_id, entry | {"run": str(run.path)})
+        if record_shipped:  # the package's record: no path of this machine
             record(plan.short.budget_hash, model_id, entry, shipped=True)
     return result
 

@@ -1,6 +1,7 @@
 """`nas fidelity`: panels, the statistics against scipy, imported trials, a tiny real run, bad inputs."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -166,3 +167,12 @@ def test_bad_inputs_exit_2(nas_cli, tmp_path, args, message):
     code, _, err = nas_cli("fidelity", "--run-dir", tmp_path / "run", *args)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_record_values_are_strict_json():
+    from nas.ablation.fidelity import _json_value
+
+    assert _json_value(float("nan")) is None and _json_value(0.5) == 0.5 and _json_value("fid") == "fid"
+    shipped = json.loads(Path(__file__).parents[2].joinpath("core", "fidelity_record.json").read_text(),
+                         parse_constant=lambda c: pytest.fail(f"non-JSON constant {c} in the shipped record"))
+    assert all("run" not in entry and entry["command"].startswith("nas fidelity") for entry in shipped.values())
