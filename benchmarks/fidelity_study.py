@@ -118,8 +118,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--short-seeds", type=int, default=2)
     ap.add_argument("--short-steps", type=int, default=None,
-                    help="steps of the short budget (default: the search's default); other values give further "
-                    "points of the tau-against-seconds curve, rows labelled short<steps>")
+                    help="steps of the short budget (default: the 500-step budget the study started with, rows "
+                    "labelled short); other values give further points of the curve, rows labelled short<steps>")
     ap.add_argument("--reference-factor", type=int, default=4, help="reference steps = factor x default steps")
     ap.add_argument("--only", choices=("short", "reference"), default=None)
     ap.add_argument("--proxy", choices=("scratch", "inherit"), default="scratch",

@@ -177,19 +177,17 @@ def _quality(settings: TrialSettings, run: RunFolder, config: ArchConfig, seed: 
     return metrics
 
 
-def check_gpu_share(settings: TrialSettings, config: ArchConfig, total: int | None = None) -> None:
-    """A trial given a fraction of a GPU must fit its proxy's training into that share of the GPU's memory
-    (`evaluators.memory.gpu_share`), checked before anything is built; nothing to check on CPU or a whole GPU.
-
-    Args:
-        total: the GPU's memory in bytes (default: the visible device's).
+def check_gpu_share(settings: TrialSettings, config: ArchConfig) -> None:
+    """A trial given a fraction of a GPU must fit its proxy's training into that share of the visible GPU's
+    memory (`evaluators.memory.gpu_share`), checked before anything is built; nothing to check on CPU or a whole
+    GPU.
 
     Raises:
         TooLargeError: the proxy's estimate exceeds the share (the trial FAILs with this reason).
     """
     if not settings.device.startswith("cuda") or not 0 < settings.gpu_fraction < 1:
         return
-    total = total if total is not None else gpu_total_memory(settings.device)
+    total = gpu_total_memory(settings.device)
     share = gpu_share(settings.gpu_fraction, total)
     if share is not None and (settings.max_memory is None or share < settings.max_memory):
         check_proxy_fits(config, settings.budget, settings.device, share, settings.proxy,

@@ -106,11 +106,11 @@ def pareto_table(pareto: list[dict[str, Any]], n_complete: int, n_failed: int,
     table); a metric column only when a row has a value."""
     titles = {"latency_ms": "latency ms", "fid": "FID", "clip_score": "CLIP", "val_loss_grid": "grid loss",
               "val_loss": "val loss", "kid": "KID", "cmmd": "CMMD", "macs": "MACs"}
+    measured = {k for k in titles.keys() | set(objectives) if any(not _missing(p.get(k)) for p in pareto)}
     wanted = [k for k in dict.fromkeys((*objectives, "latency_ms", "fid", "clip_score")) if k != "params"]
-    present = [k for k in wanted if any(not _missing(p.get(k)) for p in pareto)]
-    shown = [(k, titles.get(k, k)) for k in present[:3]]
-    rest = [titles.get(k, k) for k in ("macs", "kid", "val_loss", "val_loss_grid", "cmmd", "fid", "clip_score")
-            if k not in present[:3] and any(not _missing(p.get(k)) for p in pareto)]
+    shown = [(k, titles.get(k, k)) for k in wanted if k in measured][:3]
+    rest = [titles[k] for k in ("macs", "kid", "val_loss", "val_loss_grid", "cmmd", "fid", "clip_score")
+            if k in measured and k not in dict(shown)]
     table = Table(title=f"Pareto set ({len(pareto)} of {n_complete} complete, {n_failed} failed)", box=box.SIMPLE_HEAD,
                   caption=f"{', '.join(rest)}: --json or trials.csv" if rest else None, padding=(0, 1),
                   pad_edge=False, show_edge=False)

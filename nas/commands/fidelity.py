@@ -11,7 +11,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from core.console import console, err_console, print_json
-from core.metrics import ALIASES, METRICS, get_metric
+from core.metrics import ALIASES
 from evaluators.training import Budget
 from evaluators.training.proxy_mode import ProxyMode, search_steps
 from nas.commands import proxy_options
@@ -93,7 +93,7 @@ def fidelity(
     reference_settings = TrialSettings(**{**base.__dict__, "budget": reference, "proxy": ProxyMode()})
     plan = StudyPlan(panel, chosen, base, reference_settings,
                      short_seeds=seeds or short_seeds, reference_seeds=seeds or reference_seeds,
-                     target=get_metric(target).name if target in METRICS or target in ALIASES else target)
+                     target=ALIASES.get(target, target))  # an unknown name is refused by run_fidelity
     total = len(chosen) * (plan.short_seeds + plan.reference_seeds)
     with Progress(*PROGRESS_COLUMNS, console=err_console if json_out else console, transient=json_out) as bar:
         task = bar.add_task(f"fidelity trials ({len(chosen)} archs, {plan.short_seeds}+{plan.reference_seeds} "

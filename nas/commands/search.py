@@ -53,15 +53,15 @@ def _manifest(run_dir: Path | None) -> dict:
     return manifest if isinstance(manifest, dict) else {}
 
 
-def _stored_objectives(run_dir: Path | None) -> str | None:
+def _stored_objectives(manifest: dict) -> str | None:
     """The objectives of the run being resumed, comma-separated (None for a new or unreadable run folder)."""
-    names = [o.get("name") for o in _manifest(run_dir).get("objectives") or [] if isinstance(o, dict)]
+    names = [o.get("name") for o in manifest.get("objectives") or [] if isinstance(o, dict)]
     return ",".join(n for n in names if isinstance(n, str)) or None
 
 
-def _stored_budget(run_dir: Path | None) -> dict:
+def _stored_budget(manifest: dict) -> dict:
     """The budget of the run being resumed ({} for a new or unreadable run folder)."""
-    budget = _manifest(run_dir).get("budget")
+    budget = manifest.get("budget")
     return budget if isinstance(budget, dict) else {}
 
 
@@ -129,7 +129,8 @@ def search(
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary instead of tables."),
 ) -> None:
     """Search the space for the best quality per millisecond; writes a run folder and its Pareto set."""
-    objs = parse_objectives(objectives or _stored_objectives(run_dir) or DEFAULT_OBJECTIVES)
+    stored = _manifest(run_dir)  # a resumed run keeps its objectives and budget unless they are given
+    objs = parse_objectives(objectives or _stored_objectives(stored) or DEFAULT_OBJECTIVES)
     if old_sampler is not None:
         warn("--sampler is deprecated for nas search (the diffusion sampler of a trial shares that name): use "
              "--search-sampler")
@@ -138,7 +139,7 @@ def search(
                               address=address)
     mode = proxy_options.proxy_mode(proxy, teacher, teacher_steps, inherit_fresh=inherit_fresh)
     steps = budget_steps if budget_steps is not None else \
-        _stored_budget(run_dir).get("steps") or search_steps(mode.mode)
+        _stored_budget(stored).get("steps") or search_steps(mode.mode)
     budget = fit_heldout(Budget(steps=steps, seconds=budget_seconds), n_val,
                          n_samples, n_real)
     if run_dir is None:

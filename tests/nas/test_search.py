@@ -158,19 +158,20 @@ def test_scheduler_bad_inputs_exit_2(tmp_path, nas_cli):
 
 def test_default_objectives_and_budget_are_the_fidelity_studys_and_a_resumed_run_keeps_its_own(tmp_path):
     from evaluators.training.proxy_mode import SEARCH_STEPS, search_steps
-    from nas.commands.search import DEFAULT_OBJECTIVES, _stored_budget, _stored_objectives
+    from nas.commands.search import DEFAULT_OBJECTIVES, _manifest, _stored_budget, _stored_objectives
 
     # benchmarks/results_fidelity.md: the ranking metric and the budget the study chose
     assert DEFAULT_OBJECTIVES.split(",")[0] == "val_loss_grid" and search_steps("scratch") == SEARCH_STEPS == 125
     path = tmp_path / "run"
-    assert _stored_objectives(path) is None and _stored_objectives(None) is None  # a new run: the defaults
-    assert _stored_budget(path) == {} == _stored_budget(None)
+    assert _manifest(path) == {} == _manifest(None)  # a new run: the defaults
+    assert _stored_objectives({}) is None and _stored_budget({}) == {}
     RunFolder.create(path, dict(name="run", objectives=[{"name": "fid", "direction": "minimize"},
                                                         {"name": "latency_ms", "direction": "minimize"}],
                                 budget={"steps": 500}))
-    assert _stored_objectives(path) == "fid,latency_ms" and _stored_budget(path)["steps"] == 500
+    stored = _manifest(path)
+    assert _stored_objectives(stored) == "fid,latency_ms" and _stored_budget(stored)["steps"] == 500
     (path / "manifest.json").write_text("{broken")
-    assert _stored_objectives(path) is None and _stored_budget(path) == {}  # unreadable: the search's checks say so
+    assert _manifest(path) == {}  # unreadable: the search's own checks say so
 
 
 def test_resuming_with_another_budget_exits_2_and_leaves_the_folder_alone(tmp_path, nas_cli):
