@@ -8,6 +8,7 @@ any machine (commit the CSV as rows arrive).
 
     python benchmarks/fidelity_study.py --out benchmarks/fidelity/trials.csv [--threads 1] [--only short]
     python benchmarks/fidelity_study.py --short-steps 250 --only short   # another point of the budget curve
+    python benchmarks/fidelity_study.py --short-steps 32 --only short --no-samples   # a rung budget: losses only
 
 Several processes may share one CSV (e.g. one single-threaded process per core): each claims a trial in
 `<out>.claims/` (a file per trial holding its pid) before training it, and skips trials another live process
@@ -122,6 +123,9 @@ def main() -> None:
                     "labelled short); other values give further points of the curve, rows labelled short<steps>")
     ap.add_argument("--reference-factor", type=int, default=4, help="reference steps = factor x default steps")
     ap.add_argument("--only", choices=("short", "reference"), default=None)
+    ap.add_argument("--no-samples", action="store_true",
+                    help="held-out losses only (no sampling, no FID/KID/CLIP/CMMD): the signals a scheduler's rungs "
+                    "report, for rung budgets below the search's; rows labelled short<steps>-losses")
     ap.add_argument("--proxy", choices=("scratch", "inherit"), default="scratch",
                     help="inherit: teacher-anchored trials (budget name 'inherit') instead of the scratch study")
     ap.add_argument("--teacher", default="sd15", help="teacher preset of --proxy inherit")
@@ -137,6 +141,10 @@ def main() -> None:
     # measured against the same reference rows
     reference = default.replace(steps=default.steps * args.reference_factor)
     short_label = "short" if short.steps == default.steps else f"short{short.steps}"
+    if args.no_samples:
+        if args.only != "short":
+            ap.error("--no-samples needs --only short (the reference is scored on its samples)")
+        short_label += "-losses"
     evaluator = get_quality_evaluator("domain", image_size=short.image_size, device="cpu")
     ev_key = evaluator.info["model_id"]  # the domain CLIP's recipe key; its weights' hash is recorded beside it
     panel = paper_panel()
@@ -150,14 +158,15 @@ def main() -> None:
     claims = args.out.with_suffix(".claims")
     for name, budget, seed in jobs:
         for label, config in panel:
-            key = (config.arch_id, budget_hash(budget), seed, ev_key)
+            # a losses-only row is keyed apart from a full row of the same budget
+            key = (config.arch_id, budget_hash(budget) + ("-losses" if args.no_samples else ""), seed, ev_key)
             if key in done_keys(args.out) or not claim(claims, key):
                 continue
             if key in done_keys(args.out):  # finished by another process between the two checks
                 release(claims, key)
                 continue
             print(f"[{time.strftime('%H:%M:%S')}] {name} seed {seed} {label} ({config.arch_id})", flush=True)
-            r = evaluate_arch(config, budget, seed=seed, evaluator=evaluator)
+            r = evaluate_arch(config, budget, seed=seed, evaluator=evaluator, samples=not args.no_samples)
             row = dict(label=label, arch_id=config.arch_id, budget=name, budget_hash=key[1], steps=budget.steps,
                        seed=seed, evaluator=ev_key, evaluator_sha256=evaluator.info.get("weights_sha256", "")[:16],
                        seconds_total=r.total_seconds, proxy_params=r.proxy_params,

@@ -20,6 +20,7 @@ class Metric:
     fmt: str  # format spec of one value, e.g. ".2f"
     evaluator: str  # what produces it: "cost", "latency" or "quality" (a proxy training)
     description: str  # one line, for --help and reports
+    from_samples: bool = False  # scored on generated images: the trial must sample (tens of seconds on a CPU)
 
     @property
     def needs_training(self) -> bool:
@@ -38,11 +39,11 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("macs", "minimize", "MACs", "", ".4g", "cost", "full-scale multiply-adds per UNet step"),
     Metric("latency_ms", "minimize", "latency (ms)", "ms", ".1f", "latency",
            "predicted full-scale UNet latency per step on the LUT's device"),
-    Metric("fid", "minimize", "FID", "", ".2f", "quality", "FID of proxy samples vs held-out images"),
-    Metric("kid", "minimize", "KID", "", ".4f", "quality", "KID of proxy samples vs held-out images"),
-    Metric("clip_score", "maximize", "CLIP score", "", ".3f", "quality", "mean image-caption cosine"),
+    Metric("fid", "minimize", "FID", "", ".2f", "quality", "FID of proxy samples vs held-out images", True),
+    Metric("kid", "minimize", "KID", "", ".4f", "quality", "KID of proxy samples vs held-out images", True),
+    Metric("clip_score", "maximize", "CLIP score", "", ".3f", "quality", "mean image-caption cosine", True),
     Metric("cmmd", "minimize", "CMMD", "", ".3f", "quality",
-           "CMMD (Gaussian-kernel MMD on CLIP image embeddings) of proxy samples vs held-out images"),
+           "CMMD (Gaussian-kernel MMD on CLIP image embeddings) of proxy samples vs held-out images", True),
     Metric("val_loss", "minimize", "val loss", "", ".4f", "quality",
            "held-out denoising loss, one fixed timestep per image"),
     Metric("val_loss_grid", "minimize", "val loss (grid)", "", ".4f", "quality",
@@ -61,6 +62,11 @@ def get_metric(name: str) -> Metric:
     if name not in METRICS:
         raise KeyError(f"unknown metric {name!r}; known: {', '.join(METRICS)}")
     return METRICS[name]
+
+
+def sample_metrics() -> tuple[str, ...]:
+    """Names of the metrics scored on a trial's generated images (FID, KID, CLIP score, CMMD)."""
+    return tuple(n for n, m in METRICS.items() if m.from_samples)
 
 
 def names(evaluator: str | None = None) -> tuple[str, ...]:

@@ -76,14 +76,15 @@ class ProxyQualityEvaluator:
         self.proxy_mode = proxy_mode  # evaluators.training.proxy_mode.ProxyMode (None: scratch)
 
     def evaluate(self, arch: ArchConfig, budget: Budget | None = None, *, out_dir: Path | None = None,
-                 intermediate: Intermediate | None = None) -> dict[str, Any]:
+                 intermediate: Intermediate | None = None, samples: bool = True) -> dict[str, Any]:
         """The quality metrics, per-stage seconds, steps and sample grid; `{"state": "FAIL", "failure_reason"}`
-        when the trial failed (a diverging or too-large proxy is a result, not an exception)."""
+        when the trial failed (a diverging or too-large proxy is a result, not an exception). `samples` False:
+        held-out losses only (the sample metrics are None; `evaluate_arch`)."""
         from evaluators.training.trial import evaluate_arch
 
         result = evaluate_arch(arch, budget or Budget(), seed=self.seed, out_dir=out_dir, evaluator=self.scorer,
                                device=self.device, max_memory=self.max_memory, intermediate=intermediate,
-                               proxy_mode=self.proxy_mode)
+                               proxy_mode=self.proxy_mode, samples=samples)
         if result.failed:
             return {"state": "FAIL", "failure_reason": result.failure_reason}
         return {k: getattr(result, k, None) for k in names("quality")} | {

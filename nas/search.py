@@ -296,7 +296,8 @@ def _open_run(opts: SearchOptions) -> _OpenRun:
                 proxy=opts.settings.proxy.to_dict(), scheduler=opts.rungs.to_dict(),
                 constraints=dict(latency_budget_ms=opts.settings.latency_budget_ms,
                                  max_params=opts.settings.max_params),
-                metrics=list(opts.settings.metrics), provenance=provenance(seed=opts.seed)))
+                metrics=list(opts.settings.metrics), samples=opts.settings.samples,
+                provenance=provenance(seed=opts.seed)))
         elif run.manifest().get("format") != FORMAT_VERSION:  # a previous version's run, resumed: relative now
             manifest = run.manifest()
             local = run.storage_url(manifest) == run.default_storage()

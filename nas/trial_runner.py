@@ -58,6 +58,9 @@ class TrialSettings:
     report_at: tuple[int, ...] = ()  # training steps at which a trial reports to its scheduler (rungs)
     rung_signals: tuple[str, ...] = ("val_loss",)  # held-out signals reported at the rungs
     proxy: ProxyMode = field(default_factory=ProxyMode)  # how proxies start: scratch, or inherit from a teacher
+    # Sample and score the trained proxy (FID, KID, CLIP score, CMMD). False: held-out losses only, which saves
+    # the sampling stage (tens of seconds per CPU trial); the search turns it off when no objective needs it.
+    samples: bool = True
 
     @property
     def needs_quality(self) -> bool:
@@ -78,8 +81,9 @@ class TrialSettings:
         return budget_hash(self.budget, self.proxy)
 
     def cache_key(self, arch_id: str, seed: int) -> str:
-        """Key of the quality cache: same architecture, seed and budget give the same metrics."""
-        return f"{arch_id}-s{seed}-{self.budget_hash}"
+        """Key of the quality cache: same architecture, seed and budget give the same metrics (a losses-only trial
+        is keyed apart: it has no sample metrics)."""
+        return f"{arch_id}-s{seed}-{self.budget_hash}" + ("" if self.samples else "-losses")
 
 
 def constraint_values(settings: TrialSettings, row: dict[str, Any]) -> dict[str, float]:
@@ -166,9 +170,10 @@ def _quality(settings: TrialSettings, run: RunFolder, config: ArchConfig, seed: 
         cached = json.loads(cache_file.read_text())
         return cached | {"cached": True}
     check_gpu_share(settings, config)
-    evaluator = ProxyQualityEvaluator(_evaluator(settings), seed, settings.device, settings.max_memory,
-                                      proxy_mode=settings.proxy)
-    metrics = evaluator.evaluate(config, settings.budget, out_dir=out_dir, intermediate=intermediate)
+    evaluator = ProxyQualityEvaluator(_evaluator(settings) if settings.samples else None, seed, settings.device,
+                                      settings.max_memory, proxy_mode=settings.proxy)
+    metrics = evaluator.evaluate(config, settings.budget, out_dir=out_dir, intermediate=intermediate,
+                                 samples=settings.samples)
     if metrics.get("state") == "FAIL":
         return metrics
     grid = metrics["sample_grid"]

@@ -95,6 +95,9 @@ def header_info(data: RunData) -> HeaderInfo:
     if shown and any(get_metric(o.name).needs_training for o in data.objectives):
         notes.append("Shown, not optimised (rank agreement with the reference at this budget): " + "; ".join(
             f"{METRIC_LABELS[n]} {fidelity_brief(m.get('fidelity'), n)}" for n in shown) + ".")
+    if m.get("samples") is False:
+        notes.append("Trials drew no samples (no objective is scored on them): FID, KID, CLIP score and CMMD were "
+                     "not measured; `nas search --samples` scores them.")
     notes += [f"Proxies: {proxy_summary(m.get('proxy'), data.trials)}."] if is_inherit(m.get("proxy")) else []
     return HeaderInfo(
         name=str(m.get("name", data.run.path.name)), command=_command(m.get("command", "")),

@@ -139,7 +139,8 @@ def evaluate_arch(config: ArchConfig, budget: Budget = Budget(), seed: int = 0, 
                   evaluator=None, report: Callable[[dict], None] | None = None,
                   device: str | torch.device = "cpu", max_memory: int | None = None,
                   intermediate: Intermediate | None = None, proxy_mode: ProxyMode | None = None,
-                  teacher_progress: Callable[[int, int, float], None] | None = None) -> TrialResult:
+                  teacher_progress: Callable[[int, int, float], None] | None = None,
+                  samples: bool = True) -> TrialResult:
     """Estimate the image quality of an architecture by a short text-to-image training of its proxy.
 
     Stages: setup (data, tokens, model, evaluator), train (the proxy UNet and its own text encoder),
@@ -166,6 +167,9 @@ def evaluate_arch(config: ArchConfig, budget: Budget = Budget(), seed: int = 0, 
             this trial's seconds), fine-tunes for `budget.steps` with distillation from it, and is also
             scored by its distance to the teacher's predictions.
         teacher_progress: called with (steps done, total, loss) while the teacher trains.
+        samples: False skips the sample and score stages (no evaluator is built): the trial measures its held-out
+            losses only, and its sample metrics (FID, KID, CLIP score, CMMD) stay None. For searches whose
+            objectives and constraints need no sample metric, and rung-fidelity studies.
 
     Returns:
         A TrialResult. A non-finite loss, gradient or sample gives `failed=True` with a `failure_reason`
@@ -196,7 +200,7 @@ def evaluate_arch(config: ArchConfig, budget: Budget = Budget(), seed: int = 0, 
         raise UserError(f"the training split of {train_set.info.get('path', budget.data)} has {len(train_set)} "
                         f"images, fewer than one batch (--batch-size {budget.batch_size})")
     held = _heldout(budget)
-    need = max(budget.n_val, budget.n_samples, budget.n_real)
+    need = max((budget.n_val, *((budget.n_samples, budget.n_real) if samples else ())))
     if len(held) < need:
         raise UserError(f"the held-out split of {held.info.get('path', budget.data)} has {len(held)} images; "
                         f"the budget needs {need} (lower --n-val / --n-samples / --n-real)")
@@ -218,9 +222,9 @@ def evaluate_arch(config: ArchConfig, budget: Budget = Budget(), seed: int = 0, 
         result.proxy_mode, result.teacher = proxy_mode.mode, dict(teacher.info)
         result.inherited_fraction, result.inherit_fallbacks = inherited.fraction, inherited.fallbacks
         result.inherit = inherited.to_dict() | {"distill": dataclasses.asdict(proxy_mode.distill)}
-    if evaluator is None:
+    if evaluator is None and samples:
         evaluator = get_quality_evaluator(source="domain", image_size=budget.image_size, device=str(device))
-    result.evaluator = dict(evaluator.info)
+    result.evaluator = dict(evaluator.info) if samples else {}
     scheduler = train_scheduler(budget.prediction, budget.beta_schedule)
     finish("setup")
 
@@ -260,6 +264,9 @@ def evaluate_arch(config: ArchConfig, budget: Budget = Budget(), seed: int = 0, 
             result.teacher_distance = teacher_distance(model, teacher.model, held.images[:budget.n_val].to(device),
                                                        held_ids[:budget.n_val], scheduler, budget.sample_batch_size)
             finish("teacher_distance")
+        if not samples:
+            result.total_seconds = time.perf_counter() - start
+            return result
 
         captions = held.captions[:budget.n_samples]
         fake = sample(model, scheduler, held_ids[:budget.n_samples], uncond, kind=budget.sampler,

@@ -18,7 +18,7 @@ from rich.progress import (
 
 from core.console import console, err_console, print_json, warn
 from core.errors import UserError
-from core.metrics import METRIC_DIRECTIONS
+from core.metrics import METRIC_DIRECTIONS, sample_metrics
 from core.objectives import QUALITY, parse_objectives
 from core.run_folder import RunFolder
 from evaluators.memory import parse_size
@@ -63,6 +63,23 @@ def _stored_budget(manifest: dict) -> dict:
     """The budget of the run being resumed ({} for a new or unreadable run folder)."""
     budget = manifest.get("budget")
     return budget if isinstance(budget, dict) else {}
+
+
+def _samples(asked: bool | None, objectives: list[str], manifest: dict) -> bool:
+    """Whether trials sample and score their proxies: as asked; else as the resumed run did (a run from before
+    the choice existed always sampled); else only when an objective is scored on samples.
+
+    Raises:
+        UserError: --no-samples with an objective that is scored on samples.
+    """
+    needs = [name for name in objectives if name in sample_metrics()]
+    if asked is False and needs:
+        raise UserError(f"--no-samples: the objective {needs[0]} is scored on generated samples")
+    if asked is not None:
+        return asked
+    if manifest.get("objectives"):
+        return bool(manifest.get("samples", True))
+    return bool(needs)
 
 
 def search(
@@ -126,6 +143,10 @@ def search(
                                   "--objectives val_loss)."),
     min_budget: int = typer.Option(50, "--min-budget", help="Steps at the scheduler's first rung."),
     eta: int = typer.Option(3, "--eta", help="Scheduler reduction factor: the top 1/eta of a rung continues."),
+    samples: Optional[bool] = typer.Option(
+        None, "--samples/--no-samples", help="Sample and score every trained proxy (FID, KID, CLIP score, CMMD: "
+        "shown in the report beside the objectives). Default: only when an objective needs a sample metric (a "
+        "resumed run keeps its own choice); without, a trial skips its sampling stage (tens of seconds on a CPU)."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary instead of tables."),
 ) -> None:
     """Search the space for the best quality per millisecond; writes a run folder and its Pareto set."""
@@ -142,6 +163,7 @@ def search(
         _stored_budget(stored).get("steps") or search_steps(mode.mode)
     budget = fit_heldout(Budget(steps=steps, seconds=budget_seconds), n_val,
                          n_samples, n_real)
+    samples = _samples(samples, [o.name for o in objs], stored)
     if run_dir is None:
         run_dir = Path("runs") / f"{space}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     settings = TrialSettings(
@@ -150,7 +172,7 @@ def search(
         threads=max(1, int(plan.cpus_per_trial)), lut_threads=lut_threads,
         device="cuda" if gpus_per_trial > 0 else "cpu", gpu_fraction=gpus_per_trial,
         latency_budget_ms=latency_budget_ms, calibrate_latency=calibrate_latency, max_params=max_params,
-        max_memory=None if max_memory is None else parse_size(max_memory), proxy=mode)
+        max_memory=None if max_memory is None else parse_size(max_memory), proxy=mode, samples=samples)
     opts = SearchOptions(
         run_dir=run_dir, space=space, objectives=objs, trials=trials, sampler=sampler, seed=seed, settings=settings,
         warm_start=_split(warm_start), storage=storage, address=address, workers=plan.workers,

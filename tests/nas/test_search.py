@@ -54,6 +54,31 @@ def test_repeated_architecture_reuses_cached_metrics(tmp_path, search_env):
     assert not other_seed["cached"]
 
 
+def test_a_losses_only_trial_skips_sampling_and_is_cached_apart(tmp_path, search_env):
+    settings = tiny_settings(tmp_path, metrics=("val_loss_grid", "latency_ms"), samples=False)
+    config = get_preset("bk_sdm_tiny")
+    row = run_trial(settings, config, 0, seed=1)
+    assert row["state"] == "COMPLETE" and row["val_loss_grid"] > 0 and row["val_loss"] > 0
+    assert all(row.get(m) is None for m in ("fid", "kid", "clip_score", "cmmd")) and not row.get("sample_grid")
+    assert "seconds_sample" not in row and "seconds_score" not in row and row["cache_key"].endswith("-losses")
+    assert not list((tmp_path / "trials" / "0000").glob("*.png"))
+    full = run_trial(dataclasses.replace(settings, samples=True), config, 1, seed=1)  # not served by the cache
+    assert not full["cached"] and full["fid"] is not None and full["val_loss_grid"] == row["val_loss_grid"]
+
+
+def test_search_samples_only_when_an_objective_needs_them(tmp_path, nas_cli):
+    from nas.commands.search import _samples
+
+    assert _samples(None, ["val_loss_grid", "latency_ms"], {}) is False  # the default objectives
+    assert _samples(None, ["fid", "latency_ms"], {}) is True and _samples(True, ["val_loss_grid"], {}) is True
+    old = {"objectives": [{"name": "val_loss_grid"}]}
+    assert _samples(None, ["val_loss_grid"], old) is True  # a run from before the choice sampled: it still does
+    assert _samples(None, ["val_loss_grid"], old | {"samples": False}) is False
+    code, _, err = nas_cli("search", "--run-dir", tmp_path / "run", "--objectives", "fid,latency", "--no-samples")
+    assert code == 2 and "objective fid is scored on generated samples" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
 def test_failures_are_recorded_with_reason(tmp_path, search_env):
     settings = tiny_settings(tmp_path, metrics=("fid",))
     broken = settings.__class__(**{**settings.__dict__, "budget": settings.budget.replace(

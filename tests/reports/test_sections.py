@@ -69,6 +69,12 @@ def test_header_states_the_fidelity_on_record_for_each_quality_objective(data, m
     assert notes[-1].endswith("KID not measured; val loss not measured.")  # the record has neither
 
 
+def test_header_says_when_trials_drew_no_samples(data, monkeypatch):
+    assert not any("drew no samples" in n for n in header_info(data).notes)
+    monkeypatch.setattr(data, "manifest", data.manifest | {"samples": False})
+    assert any(n.startswith("Trials drew no samples") and "--samples" in n for n in header_info(data).notes)
+
+
 def test_pareto_set_is_optunas_and_matches_the_table(data, info):
     best = sorted(t.number for t in data.study.best_trials)
     assert sorted(r.number for r in info.pareto.rows) == best == pareto_numbers(data)
