@@ -68,11 +68,14 @@ def budget_hash(budget: Budget) -> str:
     return hashlib.sha256(json.dumps(budget.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
 
 
-def done_keys(path: Path) -> set[tuple[str, str, int, str]]:
+def done_keys(path: Path) -> set[tuple[str, str, int, str, str]]:
+    """(arch_id, budget_hash, seed, evaluator, budget label) of the rows on file: a losses-only row
+    (label short<steps>-losses) is not the full row of its budget."""
     if not path.is_file():
         return set()
     with path.open() as f:
-        return {(r["arch_id"], r["budget_hash"], int(r["seed"]), r["evaluator"]) for r in csv.DictReader(f)}
+        return {(r["arch_id"], r["budget_hash"], int(r["seed"]), r["evaluator"], r["budget"])
+                for r in csv.DictReader(f)}
 
 
 def append_row(path: Path, row: dict, columns: tuple[str, ...] = COLUMNS) -> None:
@@ -158,8 +161,7 @@ def main() -> None:
     claims = args.out.with_suffix(".claims")
     for name, budget, seed in jobs:
         for label, config in panel:
-            # a losses-only row is keyed apart from a full row of the same budget
-            key = (config.arch_id, budget_hash(budget) + ("-losses" if args.no_samples else ""), seed, ev_key)
+            key = (config.arch_id, budget_hash(budget), seed, ev_key, name)
             if key in done_keys(args.out) or not claim(claims, key):
                 continue
             if key in done_keys(args.out):  # finished by another process between the two checks
@@ -190,7 +192,7 @@ def _inherit_study(args: argparse.Namespace, panel: list, budget: Budget, evalua
     claims = out.with_suffix(".claims")
     for seed in range(args.short_seeds):
         for label, config in panel:
-            key = (config.arch_id, key_hash, seed, ev_key)
+            key = (config.arch_id, key_hash, seed, ev_key, "inherit")
             if key in done_keys(out) or not claim(claims, key):
                 continue
             if key in done_keys(out):

@@ -14,6 +14,7 @@ checkpoint of its training state (Ray Tune checkpoint, and `trials/<NNNN>/train_
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Hashable, Iterable, Mapping
 
@@ -25,14 +26,37 @@ INTERMEDIATE = ("val_loss", "val_loss_grid")  # objectives with a signal at inte
 QUALITY = frozenset(names("quality"))  # objectives a proxy training produces: they change between rungs
 
 
+DEFAULT_ETA = 2  # with the default first rung, the rungs sit at a quarter and a half of the full budget
+
+
+def default_min_budget(steps: int, eta: int = DEFAULT_ETA) -> int:
+    """The first rung when none is given: two rungs below the full budget, `ceil(steps / eta**2)` (eta 2: 32 and
+    64 of 125 steps, 125 and 250 of 500: budgets whose rank fidelity the fidelity study measures)."""
+    return max(1, math.ceil(steps / eta ** 2))
+
+
+def resolve_rungs(scheduler: str | None, min_budget: int | None, eta: int | None, steps: int,
+                  stored: Mapping[str, Any] | None = None) -> Rungs:
+    """The rungs of a search from its options; what is not given comes from the resumed run's own settings
+    (`stored`, the manifest's `scheduler` entry), else the defaults. A resumed run given other settings gets
+    them, and `validate_rungs` refuses the mismatch."""
+    stored = stored or {}
+    scheduler = scheduler or stored.get("scheduler") or "none"
+    same = scheduler == stored.get("scheduler")
+    eta = eta if eta is not None else (stored.get("eta") if same and stored.get("eta") else DEFAULT_ETA)
+    if min_budget is None:
+        min_budget = stored.get("min_budget") if same and stored.get("min_budget") else default_min_budget(steps, eta)
+    return Rungs(scheduler, min_budget, eta, steps)
+
+
 @dataclass(frozen=True)
 class Rungs:
     """The scheduler of a search and its rung budgets (in training steps)."""
 
     scheduler: str = "none"  # "none", "asha" or "mo-asha"
-    min_budget: int = 50  # steps at the first rung
-    eta: int = 3  # reduction factor: the top 1/eta of a rung goes on
-    steps: int = 500  # the full budget
+    min_budget: int = 32  # steps at the first rung
+    eta: int = DEFAULT_ETA  # reduction factor: the top 1/eta of a rung goes on
+    steps: int = 125  # the full budget
 
     @property
     def active(self) -> bool:

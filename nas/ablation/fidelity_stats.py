@@ -98,8 +98,10 @@ def _seed_pair(trials: pd.DataFrame, metric: str, budget: str) -> tuple[pd.Serie
 
 def signal_seconds(trials: pd.DataFrame, metric: str, budget: str) -> float | None:
     """Median seconds one trial of `budget` spends to produce `metric`: set-up, training, and the metric's own
-    stages (a held-out loss needs no sampling; image metrics need sampling and scoring)."""
+    stages (a held-out loss needs no sampling; image metrics need sampling and scoring). Trials without the
+    metric (losses-only trials have no image metrics) are not counted."""
     ok = trials[(trials["state"] == "COMPLETE") & (trials["budget"] == budget)]
+    ok = ok[ok[metric].notna()] if metric in ok.columns else ok.iloc[:0]
     stages = ("setup", "train", *SIGNAL_STAGES.get(metric, SAMPLE_STAGES))
     cols = [f"seconds_{s}" for s in stages if f"seconds_{s}" in ok.columns]
     if ok.empty or not cols:

@@ -26,7 +26,7 @@ from evaluators.training import Budget, fit_heldout
 from evaluators.training.proxy_mode import search_steps
 from nas.commands import proxy_options
 from nas.parallelism import choose_parallelism
-from nas.schedulers import Rungs
+from nas.schedulers import DEFAULT_ETA, resolve_rungs
 from nas.search import SearchOptions, run_search, validate_options
 from nas.trial_runner import TrialSettings
 from reports.terminal import PipedProgress, pareto_table
@@ -137,12 +137,15 @@ def search(
                                         "trials share a GPU and each must fit its share of the GPU's memory (checked "
                                         "before anything is built)."),
     max_failures: int = typer.Option(0, "--max-failures", help="Retries of a trial whose worker died."),
-    scheduler: str = typer.Option("none", "--scheduler", help="Trial scheduler: none | mo-asha (multi-objective "
-                                  "successive halving: stops trials outside the top 1/eta of a rung by non-dominated "
-                                  "rank) | asha (Ray Tune's ASHA on one objective with an intermediate signal, e.g. "
-                                  "--objectives val_loss)."),
-    min_budget: int = typer.Option(50, "--min-budget", help="Steps at the scheduler's first rung."),
-    eta: int = typer.Option(3, "--eta", help="Scheduler reduction factor: the top 1/eta of a rung continues."),
+    scheduler: Optional[str] = typer.Option(
+        None, "--scheduler", help="Trial scheduler: none | mo-asha (multi-objective successive halving: stops trials "
+        "outside the top 1/eta of a rung by non-dominated rank) | asha (Ray Tune's ASHA on one objective with an "
+        "intermediate signal, e.g. --objectives val_loss). Default: none (a resumed run keeps its own)."),
+    min_budget: Optional[int] = typer.Option(
+        None, "--min-budget", help="Steps at the scheduler's first rung (default: ceil(budget / eta^2), two rungs "
+        "below the full budget: 32 and 64 of the default 125 steps)."),
+    eta: Optional[int] = typer.Option(None, "--eta", help=f"Scheduler reduction factor: the top 1/eta of a rung "
+                                      f"continues (default {DEFAULT_ETA})."),
     samples: Optional[bool] = typer.Option(
         None, "--samples/--no-samples", help="Sample and score every trained proxy (FID, KID, CLIP score, CMMD: "
         "shown in the report beside the objectives). Default: only when an objective needs a sample metric (a "
@@ -156,13 +159,16 @@ def search(
         warn("--sampler is deprecated for nas search (the diffusion sampler of a trial shares that name): use "
              "--search-sampler")
         sampler = old_sampler
-    plan = choose_parallelism(workers, cpus_per_trial, scheduler=scheduler != "none", gpus_per_trial=gpus_per_trial,
-                              address=address)
     mode = proxy_options.proxy_mode(proxy, teacher, teacher_steps, inherit_fresh=inherit_fresh)
     steps = budget_steps if budget_steps is not None else \
         _stored_budget(stored).get("steps") or search_steps(mode.mode)
     budget = fit_heldout(Budget(steps=steps, seconds=budget_seconds), n_val,
                          n_samples, n_real)
+    stored_rungs = stored.get("scheduler")
+    rungs = resolve_rungs(scheduler, min_budget, eta, budget.steps,
+                          stored_rungs if isinstance(stored_rungs, dict) else None)
+    plan = choose_parallelism(workers, cpus_per_trial, scheduler=rungs.active, gpus_per_trial=gpus_per_trial,
+                              address=address)
     samples = _samples(samples, [o.name for o in objs], stored)
     if run_dir is None:
         run_dir = Path("runs") / f"{space}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
@@ -177,7 +183,7 @@ def search(
         run_dir=run_dir, space=space, objectives=objs, trials=trials, sampler=sampler, seed=seed, settings=settings,
         warm_start=_split(warm_start), storage=storage, address=address, workers=plan.workers,
         cpus_per_trial=plan.cpus_per_trial, gpus_per_trial=gpus_per_trial, max_failures=max_failures, resume=resume,
-        rungs=Rungs(scheduler, min_budget, eta, budget.steps))
+        rungs=rungs)
 
     validate_options(opts)  # before anything reads the run folder (bad paths end here, in one line)
     out = err_console if json_out else console

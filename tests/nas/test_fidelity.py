@@ -66,7 +66,7 @@ def _trials(rng, n_archs=8, noise=0.3):
         for budget, seeds in (("short", 2), ("reference", 1)):
             for seed in range(seeds):
                 rows.append(dict(label=f"a{i}", arch_id=f"id{i}", budget=budget, seed=seed, state="COMPLETE",
-                                 fid=quality + rng.normal() * noise, clip_score=rng.normal(),
+                                 fid=quality + rng.normal() * noise, clip_score=rng.normal(), val_loss=rng.normal(),
                                  seconds_setup=1.0, seconds_train=10.0, seconds_val=2.0, seconds_sample=5.0,
                                  seconds_score=1.0))
     return pd.DataFrame(rows)
@@ -83,6 +83,12 @@ def test_correlations_separate_a_real_signal_from_noise_and_count_seconds():
     assert table.loc["fid", "seed_sd_short"] == pytest.approx(spread)
     assert table.loc["fid", "seconds_short"] == 17.0  # set-up + training + sampling + scoring
     assert table.loc["val_loss", "seconds_short"] == 13.0  # a held-out loss needs no sampling
+    # losses-only trials (no samples drawn) count for the losses, not for the image metrics' seconds
+    losses_only = trials.assign(fid=np.where(trials["seed"] == 1, np.nan, trials["fid"]),
+                                seconds_sample=np.where(trials["seed"] == 1, np.nan, 5.0),
+                                seconds_setup=np.where(trials["seed"] == 1, 3.0, 1.0))
+    table = correlations(losses_only, ("fid", "val_loss")).set_index("metric")
+    assert table.loc["fid", "seconds_short"] == 17.0 and table.loc["val_loss", "seconds_short"] == 14.0
 
 
 def test_short_signals_are_scored_against_the_reference_target_metric_in_its_direction():
