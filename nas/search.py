@@ -35,6 +35,7 @@ from core.fidelity_record import on_record
 from core.metrics import METRICS, names
 from core.objectives import Objective
 from core.provenance import provenance
+from evaluators.training.proxy_mode import budget_hash
 from core.run_folder import FORMAT_VERSION, STUDY_FILE, RunFolder
 from nas import rung_resume
 from nas.heartbeat import DRIVER_ATTR, Heartbeat, heartbeat_storage, stale_trial_ids
@@ -569,7 +570,12 @@ def _search(opts: SearchOptions, opened: _OpenRun, guard: SignalGuard, began: fl
         manifest = run.manifest()
         stage = time.perf_counter()
         manifest.update(prepare(settings, [get_preset(n) for n in opts.warm_start], progress=prepare_progress))
-        manifest["fidelity"] = on_record(settings.budget_hash, manifest.get("evaluator", {}).get("model_id"))
+        evaluator_id = manifest.get("evaluator", {}).get("model_id")
+        manifest["fidelity"] = on_record(settings.budget_hash, evaluator_id)
+        if opts.rungs.active:  # each rung's signal ranks by its own fidelity, measured at that budget
+            manifest["rung_fidelity"] = {str(step): on_record(budget_hash(settings.budget.replace(steps=step),
+                                                                          settings.proxy), evaluator_id)
+                                         for step in opts.rungs.budgets()}
         run.write_manifest(manifest)
         timings = {"prepare": time.perf_counter() - stage}
         _, _, finished = _counts(study)

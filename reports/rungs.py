@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from core.fidelity_record import summary as fidelity_summary
 from core.metrics import METRICS
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ class RungsInfo:
     signal: str  # the plotted rung signal (a registry metric name)
     trials: list[TrialRungs]
     reached: dict[int, int] = field(default_factory=dict)  # budget -> trials that reached it (full budget too)
+    fidelity: dict[int, str] = field(default_factory=dict)  # rung budget -> the rung signal's fidelity on record
 
 
 def _number(value: Any) -> float | None:
@@ -93,7 +95,10 @@ def rungs_info(data: RunData) -> RungsInfo | None:
         trials.append(TrialRungs(number, preset, state, points, reached, reason))
     budgets = [int(b) for b in entry.get("rungs", [])]
     reached = {b: sum(t.reached >= b for t in trials) for b in budgets + [full]}
-    return RungsInfo(str(entry["scheduler"]), int(entry.get("eta", 0)), budgets, full, signal, trials, reached)
+    on_record = data.manifest.get("rung_fidelity") or {}
+    fidelity = {b: fidelity_summary(on_record.get(str(b)), signal) for b in budgets} if on_record else {}
+    return RungsInfo(str(entry["scheduler"]), int(entry.get("eta", 0)), budgets, full, signal, trials, reached,
+                     fidelity)
 
 
 def rungs_figure(info: RungsInfo) -> go.Figure:
@@ -140,6 +145,10 @@ def rungs_section(page: Page, info: RungsInfo) -> None:
     page.add(f"<p>Scheduler <code>{esc(info.scheduler)}</code> (eta {info.eta}): trials report {esc(label)} at the "
              f"rungs {', '.join(map(str, info.budgets))} of {info.full} steps, and only the top 1/{info.eta} of a "
              f"rung continue. Trials that reached each budget: {esc(reached)}.</p>")
+    if info.fidelity:
+        page.add("<ul id=\"rung-fidelity\">" + "".join(
+            f"<li>Proxy fidelity of {esc(label)} at the {b}-step rung: {esc(text)}.</li>"
+            for b, text in info.fidelity.items()) + "</ul>")
     page.figure("rungs", rungs_figure(info))
     rows = []
     for t in sorted(info.trials, key=lambda t: (-t.reached, t.number)):

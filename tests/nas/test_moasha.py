@@ -347,4 +347,17 @@ def test_rungs_section_shows_the_budget_each_trial_reached_and_why(tmp_path):
     rungs_section(page, info)
     html = "".join(page.parts)
     assert "<h2>Rungs</h2>" in html and 'id="rungs-table"' in html and reason in html
-    assert [fig_id for fig_id, _ in page.figures] == ["rungs"]
+    assert [fig_id for fig_id, _ in page.figures] == ["rungs"] and "rung-fidelity" not in html  # none on record
+
+    # the fidelity on record for each rung's budget (as `nas search` stores it) is stated per rung
+    study = dict(panel="paper", reference="2000 steps", metrics=dict(val_loss_grid=dict(
+        tau=0.51, tau_low=0.1, tau_high=0.9, n=10, target="fid", target_tau=0.6, target_tau_low=0.2,
+        target_tau_high=0.95)))
+    manifest = dict(scheduler=dict(scheduler="mo-asha", min_budget=3, eta=2, steps=12, rungs=[3, 6]),
+                    rung_fidelity={"3": study, "6": None})
+    info = rungs_info(RunData(RunFolder(tmp_path), manifest, trials, trials.iloc[:1], []))
+    assert "Kendall tau 0.51 [0.10, 0.90]" in info.fidelity[3] and "not measured" in info.fidelity[6]
+    page = Page()
+    rungs_section(page, info)
+    html = "".join(page.parts)
+    assert "at the 3-step rung: Kendall tau 0.51" in html and "at the 6-step rung: not measured" in html

@@ -67,6 +67,7 @@ def test_mo_asha_stops_trials_at_rungs_and_resumes_its_records(tmp_path, search_
     assert not list(run_dir.glob(f"trials/*/{rung_resume.TRAIN_STATE}"))  # every trial ended by itself
     manifest = RunFolder(run_dir).manifest()
     assert manifest["scheduler"] == dict(scheduler="mo-asha", min_budget=3, eta=2, steps=12, rungs=[3, 6])
+    assert manifest["rung_fidelity"] == {"3": None, "6": None}  # tiny budgets: no study on record for them
     html = result.report.read_text()
     assert 'id="rungs-table"' in html and "<h2>Rungs</h2>" in html and "why it stopped" in html
 
