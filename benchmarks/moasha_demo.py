@@ -15,8 +15,8 @@ Measured per seed, from the two run folders:
   COMPLETE rows; interrupted trials are not counted);
 - architectures at the full budget: distinct COMPLETE architectures;
 - hypervolume of each search's final front, from the full-budget metrics of its members (COMPLETE rows only: a
-  stopped trial has no full-budget FID), every objective min-max normalised over the COMPLETE rows of both
-  searches of the seed (maximised ones negated first), reference point 1.1 per objective, Optuna's WFG
+  stopped trial has no full-budget value of its quality objective), every objective min-max normalised over the
+  COMPLETE rows of both searches of the seed (maximised ones negated first), reference point 1.1 per objective, Optuna's WFG
   hypervolume (as the report's hypervolume history);
 - scheduler overhead: the rung decisions of the MO-ASHA run replayed through `nas.moasha.RungRecords` (the rung
   reports of every trial record, in trial-number order), timed, against the trials' summed `seconds_total`
@@ -27,9 +27,14 @@ The median over seeds of each number is printed as a Markdown table (and all of 
 The first default search of a fresh machine also trains the domain CLIP and measures the latency table; run
 `nas evaluators check` and one search beforehand to keep that out of T, or read T from the JSON.
 
-Usage (about 21 min of trials per search and seed on 2 cores at the default budget, so ~45 min per seed):
+Each seed's numbers are added to --out-json as soon as they are measured; a rerun with the same arguments skips
+the seeds already there (the benchmark resumes per seed, across sessions).
 
-    HF_HUB_OFFLINE=1 tools/loopback.sh .venv/bin/python benchmarks/moasha_demo.py --seeds 0,1,2 --root runs/moasha
+Usage (at the default 125-step budget, trials drawing no samples: about 15 min of trials per search and seed on
+2 cores, so ~35 min per seed):
+
+    HF_HUB_OFFLINE=1 tools/loopback.sh .venv/bin/python benchmarks/moasha_demo.py --seeds 0,1,2 --root runs/moasha \
+        --out-json benchmarks/moasha/moasha.json
 
 Tiny smoke test (checks the script end to end; the numbers mean nothing):
 
@@ -161,6 +166,27 @@ def scheduler_overhead(run_dir: Path) -> dict:
                 fraction=seconds / trial_seconds if trial_seconds else None)
 
 
+def _done_rows(path: Path | None, extra: str, mo_extra: str, default_trials: int) -> dict[int, dict]:
+    """Seeds already in `path` measured with the same arguments."""
+    if path is None or not path.is_file():
+        return {}
+    rows = json.loads(path.read_text()).get("rows", [])
+    return {int(r["seed"]): r for r in rows if (r.get("args"), r.get("mo_args"), r.get("default_trials")) ==
+            (extra, mo_extra, default_trials)}
+
+
+def _save(path: Path, row: dict) -> None:
+    """Add one seed's row to `path` (replacing a row of the same seed and arguments), atomically."""
+    def key(r: dict) -> tuple:
+        return r["seed"], r.get("args"), r.get("mo_args"), r.get("default_trials")
+
+    rows = json.loads(path.read_text()).get("rows", []) if path.is_file() else []
+    rows = sorted([r for r in rows if key(r) != key(row)] + [row], key=lambda r: (r["seed"], str(r.get("args"))))
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(dict(rows=rows), indent=2, default=str))
+    tmp.replace(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", default="0,1,2")
@@ -171,8 +197,13 @@ def main() -> None:
     parser.add_argument("--out-json", type=Path)
     args = parser.parse_args()
     extra, mo_extra = shlex.split(args.args), shlex.split(args.mo_args)
+    # seeds already measured (same arguments) are read back from --out-json: the benchmark resumes per seed
+    done = _done_rows(args.out_json, args.args, args.mo_args, args.default_trials)
     rows = []
     for seed in [int(s) for s in args.seeds.split(",")]:
+        if seed in done:
+            rows.append(done[seed])
+            continue
         base, mo = args.root / f"default-s{seed}", args.root / f"moasha-s{seed}"
         summary = run_default(base, seed, args.default_trials, extra)
         budget = summary["timings"]["trials"]
@@ -181,8 +212,12 @@ def main() -> None:
         info = run_moasha(mo, seed, budget, extra + mo_extra)
         hv_default, hv_mo = hypervolumes([base, mo])
         rows.append(dict(seed=seed, trials_s=budget, default=counts(base), moasha=counts(mo) | info,
-                         hv_default=hv_default, hv_moasha=hv_mo, overhead=scheduler_overhead(mo)))
-        print(json.dumps(rows[-1]), file=sys.stderr)
+                         hv_default=hv_default, hv_moasha=hv_mo, overhead=scheduler_overhead(mo),
+                         args=args.args, mo_args=args.mo_args, default_trials=args.default_trials,
+                         finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"), provenance=provenance(seed=seed)))
+        print(json.dumps(rows[-1], default=str), file=sys.stderr)
+        if args.out_json:  # after every seed, so a stopped benchmark keeps what it measured
+            _save(args.out_json, rows[-1])
 
     def median(key):
         return statistics.median(key(r) for r in rows)
@@ -200,8 +235,6 @@ def main() -> None:
     print(f"| MO-ASHA hypervolume / default, per seed | | {ratios} |")
     print(f"| scheduler decisions / trial time | | {median(lambda r: r['overhead']['fraction'] or 0):.2e} |")
     print(f"\n{rows[0]['moasha']['parallelism']}")
-    if args.out_json:
-        args.out_json.write_text(json.dumps(dict(rows=rows, provenance=provenance()), indent=2, default=str))
 
 
 if __name__ == "__main__":
