@@ -286,18 +286,19 @@ def test_mo_asha_bad_inputs_exit_2(tmp_path, nas_cli):
         assert not (tmp_path / "run").exists()
 
 
-def test_default_rungs_are_a_quarter_and_a_half_of_the_budget_and_a_resumed_run_keeps_its_own():
+def test_default_rung_is_half_the_budget_on_a_power_of_two_and_a_resumed_run_keeps_its_own():
     from nas.schedulers import Rungs, default_min_budget, resolve_rungs
 
-    assert resolve_rungs(None, None, None, 125) == Rungs("none", 32, 2, 125)  # no scheduler unless asked
-    assert resolve_rungs("mo-asha", None, None, 125).budgets() == [32, 64]  # the fidelity study's rung budgets
-    assert resolve_rungs("mo-asha", None, None, 500).budgets() == [125, 250]
-    assert resolve_rungs("mo-asha", None, 3, 500).budgets() == [56, 168] and default_min_budget(12, 2) == 3
+    assert resolve_rungs(None, None, None, 125) == Rungs("none", 64, 2, 125)  # no scheduler unless asked
+    assert resolve_rungs("mo-asha", None, None, 125).budgets() == [64]  # the fidelity study's rung budget
+    assert resolve_rungs("mo-asha", None, None, 500).budgets() == [256]
+    assert resolve_rungs("mo-asha", None, 3, 500).budgets() == [128, 384]
+    assert [default_min_budget(s, 2) for s in (1, 2, 3, 12)] == [1, 1, 2, 8]
     assert resolve_rungs("mo-asha", 10, 2, 125).budgets() == [10, 20, 40, 80]  # given: as given
     stored = Rungs("mo-asha", 50, 3, 500).to_dict()
     assert resolve_rungs(None, None, None, 500, stored) == Rungs("mo-asha", 50, 3, 500)  # resumed: its own
     assert resolve_rungs(None, None, 2, 500, stored) == Rungs("mo-asha", 50, 2, 500)  # a change: refused later
-    assert resolve_rungs("asha", None, None, 500, stored) == Rungs("asha", 125, 2, 500)  # another scheduler
+    assert resolve_rungs("asha", None, None, 500, stored) == Rungs("asha", 256, 2, 500)  # another scheduler
 
 
 def test_resuming_with_other_rung_settings_exits_2_and_leaves_the_folder_alone(tmp_path, nas_cli):
