@@ -8,12 +8,14 @@ every number is what `nas fidelity` itself reports) and collects, per quality si
 - tau of the short signal against the reference's target metric (default FID), oriented so that a positive
   tau calls the same architectures better: does the cheap signal predict the quality the reference measures?
 - the seed ceiling (tau between the two short seeds) and the median seed sd;
-- the median seconds one trial spends to produce the signal (set-up, training, and the signal's own stages).
+- the median seconds one trial spends to produce the signal (set-up, training, and the signal's own stages);
+- the agreement with the reference's target metric of each short seed alone (`target_tau_seed0`, ...): what
+  a search trial or a scheduler's rung sees, since it trains one seed (the study's own numbers rank 2-seed means).
 
 Writes `--out` (CSV, one row per budget and signal) and prints a Markdown table. A budget with missing trials
 is reported with the trials it has and flagged `complete = False`.
 
-    python benchmarks/fidelity_curve.py --steps 125,250,500 --out benchmarks/fidelity/curve.csv
+    python benchmarks/fidelity_curve.py --steps 32,64,125,250,500 --out benchmarks/fidelity/curve.csv
 """
 
 from __future__ import annotations
@@ -27,8 +29,12 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+from scipy.stats import kendalltau
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from core.metrics import get_metric  # noqa: E402
 COLUMNS = ("tau", "tau_low", "tau_high", "rho", "target", "target_tau", "target_tau_low", "target_tau_high",
            "ceiling_short_tau", "ceiling_short_tau_low", "ceiling_short_tau_high", "seed_sd_short", "seconds_short")
 
@@ -44,6 +50,21 @@ def study(steps: int, args: argparse.Namespace, folder: Path) -> dict:
     return json.loads(done.stdout)
 
 
+def per_seed(folder: Path, metric: str, target: str) -> dict[str, float | None]:
+    """Kendall tau of each short seed's `metric` against the reference's `target`, oriented so that a positive
+    tau calls the same architectures better (what one seed, as a search trial trains, says)."""
+    trials = pd.read_csv(folder / "fidelity" / "trials.csv")
+    trials = trials[trials["state"] == "COMPLETE"]
+    ref = trials[trials["budget"] == "reference"].groupby("arch_id")[target].mean()
+    sign = (-1.0 if get_metric(metric).maximize else 1.0) * (-1.0 if get_metric(target).maximize else 1.0)
+    out = {}
+    for seed, rows in trials[trials["budget"] == "short"].groupby("seed"):
+        both = pd.concat([rows.set_index("arch_id")[metric], ref], axis=1, keys=["x", "y"]).dropna()
+        out[f"target_tau_seed{seed}"] = (float(sign * kendalltau(both["x"], both["y"]).statistic)
+                                         if len(both) >= 3 else None)
+    return out
+
+
 def fmt(value, spec=".2f") -> str:
     return "-" if value is None or value != value else format(value, spec)
 
@@ -51,7 +72,7 @@ def fmt(value, spec=".2f") -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--csv", type=Path, default=ROOT / "benchmarks/fidelity/trials.csv")
-    ap.add_argument("--steps", default="125,250,500", help="short budgets (training steps), comma-separated")
+    ap.add_argument("--steps", default="32,64,125,250,500", help="short budgets (training steps), comma-separated")
     ap.add_argument("--reference-steps", type=int, default=2000)
     ap.add_argument("--target", default="fid")
     ap.add_argument("--out", type=Path, default=None, help="CSV of the curve (default: print only)")
@@ -61,20 +82,22 @@ def main() -> None:
         for steps in (int(s) for s in args.steps.split(",")):
             result = study(steps, args, Path(tmp))
             for r in result["correlations"]:
+                seeds = per_seed(Path(tmp) / f"short{steps}", r["metric"], args.target) if r["n"] else {}
                 rows.append(dict(steps=steps, metric=r["metric"], n=r["n"], complete=result["missing"] == 0,
-                                 missing=result["missing"]) | {k: r.get(k) for k in COLUMNS})
+                                 missing=result["missing"]) | {k: r.get(k) for k in COLUMNS} | seeds)
     curve = pd.DataFrame(rows)
     if args.out:
         curve.to_csv(args.out, index=False)
     print(f"| steps | signal | n | tau vs itself at reference [95% CI] | tau vs reference {args.target} [95% CI] | "
-          "seed ceiling tau | seed sd | s / trial |")
-    print("|---|---|---|---|---|---|---|---|")
+          f"one seed vs reference {args.target} (seed 0, 1) | seed ceiling tau | seed sd | s / trial |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in curve.to_dict("records"):
         if r["n"] == 0:
             continue
         print(f"| {r['steps']}{'' if r['complete'] else ' (incomplete)'} | {r['metric']} | {r['n']} | "
               f"{fmt(r['tau'])} [{fmt(r['tau_low'])}, {fmt(r['tau_high'])}] | {fmt(r['target_tau'])} "
-              f"[{fmt(r['target_tau_low'])}, {fmt(r['target_tau_high'])}] | {fmt(r['ceiling_short_tau'])} | "
+              f"[{fmt(r['target_tau_low'])}, {fmt(r['target_tau_high'])}] | "
+              f"{fmt(r.get('target_tau_seed0'))}, {fmt(r.get('target_tau_seed1'))} | {fmt(r['ceiling_short_tau'])} | "
               f"{fmt(r['seed_sd_short'], '.3g')} | {fmt(r['seconds_short'], '.0f')} |")
     if args.out:
         print(f"wrote {args.out}")

@@ -207,11 +207,15 @@ class MeasuredPredictor(Predictor):
         self.probed = speed_probe and backend.device_type == "cpu"
         self._probe: SpeedProbe | None = None
         fingerprint = backend.fingerprint() | {"speed_probe": f"v{PROBE_VERSION}" if self.probed else "off"}
-        stored = None if lut is None else {"speed_probe": "off"} | lut.fingerprint  # tables from before the probe
+        # Tables from before the speed probe, the dtype and the capture mode were recorded were measured without a
+        # probe, in float32, eagerly (their timing thread was not pinned: `affinity` has no such default).
+        stored = None if lut is None else {"speed_probe": "off", "dtype": "float32", "capture": "eager"} | \
+            lut.fingerprint
         if stored is not None and stored != fingerprint:
             diff = {k: (stored.get(k), v) for k, v in fingerprint.items() if stored.get(k) != v}
             raise UserError(f"the stored LUT {store.path(backend.name)} was measured on another device fingerprint "
-                            f"(stored vs now: {diff}); use another --lut-dir, or rebuild it with --replace")
+                            f"(stored vs now: {diff}); use another --lut-dir, or rebuild it with `nas lut build "
+                            f"--device {backend.name} --replace`")
         self.lut = lut or Lut(backend.name, "measured", fingerprint, self._conditions())
 
     def _conditions(self) -> dict:

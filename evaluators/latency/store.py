@@ -29,6 +29,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core.cache import cache_dir
 from core.errors import UserError
 from core.io import atomic_path
 from evaluators.latency.signature import BlockSignature, SignatureError
@@ -42,11 +43,11 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def default_lut_dir() -> Path:
-    """`$NAS_LUT_DIR`, else the user cache directory."""
+    """`$NAS_LUT_DIR`, else `lut/` in the cache folder (`core.cache.cache_dir`: `$NAS_CACHE_DIR`, else the user
+    cache directory), beside the domain CLIP and the teachers."""
     if os.environ.get(LUT_DIR_ENV):
         return Path(os.environ[LUT_DIR_ENV])
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "mobile-diffusion-nas" / "lut"
+    return cache_dir() / "lut"
 
 
 def check_device_name(name: str) -> str:

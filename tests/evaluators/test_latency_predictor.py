@@ -120,9 +120,14 @@ def test_a_cpu_table_is_timed_beside_its_speed_probe_unless_built_without(lut_di
     assert not again.probed and again.lut.entries == plain.lut.entries
     fingerprint = LutStore(lut_dir).load("cpu").fingerprint
     assert fingerprint["speed_probe"] == "off"
-    old = Lut("cpu", "measured", {k: v for k, v in fingerprint.items() if k != "speed_probe"}, {}, plain.lut.entries)
-    LutStore(lut_dir).save(old)  # a table from before the probe reads as unprobed
+    old = Lut("cpu", "measured", {k: v for k, v in fingerprint.items() if k not in ("speed_probe", "dtype", "capture")},
+              {}, plain.lut.entries)
+    LutStore(lut_dir).save(old)  # a table from before the probe, dtype and capture were recorded: unprobed fp32 eager
     assert _cpu().lut.entries == plain.lut.entries
+    other = Lut("cpu", "measured", fingerprint | {"affinity": "cores 0-3"}, {}, plain.lut.entries)
+    LutStore(lut_dir).save(other)  # timed with another pinning: another measurement, refused with the remedy
+    with pytest.raises(UserError, match=r"affinity.*nas lut build --device cpu --replace"):
+        _cpu()
 
 
 @pytest.mark.slow

@@ -44,6 +44,9 @@ def test_nan_std_survives_and_missing_lut_is_none(tmp_path, tiny):
 def test_lut_dir_env_var(monkeypatch, tmp_path):
     monkeypatch.setenv("NAS_LUT_DIR", str(tmp_path / "x"))
     assert default_lut_dir() == tmp_path / "x" and LutStore().dir == tmp_path / "x"
+    monkeypatch.delenv("NAS_LUT_DIR")  # else in the cache folder, with the domain CLIP and the teachers
+    monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path / "cache"))
+    assert default_lut_dir() == tmp_path / "cache" / "lut"
 
 
 def _rewrite(path, transform):
