@@ -90,13 +90,15 @@ class SearchResult:
     # trials (Ray Tune's fit, start-up excluded), report; plus ray_memory_mb (RSS of Ray's processes at start) and,
     # with MO-ASHA, scheduler (seconds its rung decisions took, part of trials)
     timings: dict[str, float] = field(default_factory=dict)
+    n_stopped: int = 0  # trials a scheduler stopped at a rung (PRUNED in the study, STOPPED in the table)
 
     @property
     def ray_startup_seconds(self) -> float:
         return self.timings.get("ray_startup", 0.0)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(run_dir=str(self.run_dir), n_complete=self.n_complete, n_failed=self.n_failed, pareto=self.pareto,
+        return dict(run_dir=str(self.run_dir), n_complete=self.n_complete, n_failed=self.n_failed,
+                    n_stopped=self.n_stopped, pareto=self.pareto,
                     seconds=self.seconds, ray_startup_seconds=self.ray_startup_seconds, timings=self.timings,
                     report=str(self.report) if self.report else None)
 
@@ -217,12 +219,13 @@ def _settle_stale(study: optuna.Study, exclusive: bool) -> int:
     return _settle(study, running, "stale", STALE_REASON)
 
 
-def _counts(study: optuna.Study) -> tuple[int, int, int]:
-    """(complete, failed, counted-as-finished) ignoring stale and interrupted trials."""
+def _counts(study: optuna.Study) -> tuple[int, int, int, int]:
+    """(complete, failed, stopped at a rung, counted-as-finished), ignoring stale and interrupted trials."""
     trials = study.get_trials(deepcopy=False, states=FINISHED)
     live = [t for t in trials if not any(t.user_attrs.get(a) for a in SETTLED_ATTRS)]
     complete = sum(t.state == optuna.trial.TrialState.COMPLETE for t in live)
-    return complete, len(live) - complete, len(live)
+    stopped = sum(t.state == optuna.trial.TrialState.PRUNED for t in live)
+    return complete, len(live) - complete - stopped, stopped, len(live)
 
 
 @dataclass
@@ -534,7 +537,8 @@ def run_search(opts: SearchOptions, progress: Callable[[dict], None] | None = No
 
     Args:
         opts: validated options (`validate_options`).
-        progress: called after every finished trial with {"done", "total", "failed", "pareto", "best"}.
+        progress: called after every finished trial with {"done", "total", "complete", "failed", "stopped",
+            "pareto", "row"} ("stopped": trials a scheduler stopped at a rung, not counted as failed).
         prepare_progress: called (done, total) while warm-start blocks are measured for the latency table.
 
     Raises:
@@ -578,7 +582,7 @@ def _search(opts: SearchOptions, opened: _OpenRun, guard: SignalGuard, began: fl
                                          for step in opts.rungs.budgets()}
         run.write_manifest(manifest)
         timings = {"prepare": time.perf_counter() - stage}
-        _, _, finished = _counts(study)
+        *_, finished = _counts(study)
         remaining = opts.trials - finished
         if remaining > 0:
             stage = time.perf_counter()
@@ -595,7 +599,7 @@ def _search(opts: SearchOptions, opened: _OpenRun, guard: SignalGuard, began: fl
         raise
     rows = trial_rows(run, study)
     run.write_trials(rows)
-    complete, failed, _ = _counts(study)
+    complete, failed, stopped, _ = _counts(study)
     if guard.received:
         n = _settle(study, [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
                             if t.user_attrs.get(DRIVER_ATTR) == _DRIVER],
@@ -607,7 +611,8 @@ def _search(opts: SearchOptions, opened: _OpenRun, guard: SignalGuard, began: fl
         raise Interrupted(guard.received, f"interrupted by {guard.name}: {complete} of {opts.trials} trials "
                           f"complete, {n} running trial(s) settled as interrupted; resume with: nas search "
                           f"--run-dir {run.path} --resume")
-    result = SearchResult(run.path, complete, failed, pareto_rows(study, rows, opts.objectives), 0.0, timings=timings)
+    result = SearchResult(run.path, complete, failed, pareto_rows(study, rows, opts.objectives), 0.0, timings=timings,
+                          n_stopped=stopped)
     if opts.report and complete:
         from reports import build_report
 
@@ -648,8 +653,8 @@ def _run_tuner(opts: SearchOptions, run: RunFolder, study: optuna.Study, remaini
             study._study_id, number)))
         run.append_trial(row)
         if progress:
-            complete, failed, finished = _counts(study)
-            progress(dict(done=finished, total=opts.trials, complete=complete, failed=failed,
+            complete, failed, stopped, finished = _counts(study)
+            progress(dict(done=finished, total=opts.trials, complete=complete, failed=failed, stopped=stopped,
                           pareto=_pareto_size(study), row=row))
 
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # SIGINT is this driver's (SignalGuard + StopOnSignal)

@@ -51,8 +51,9 @@ def trial_line(row: dict[str, Any], state: dict[str, Any], metrics: tuple[str, .
         parts += [f"{m}={_value(m, row[m])}" for m in metrics if not _missing(row.get(m))]
     elif row.get("failure_reason"):
         parts.append(f"reason: {str(row['failure_reason']).splitlines()[0][:160]}")
+    stopped = f"{state['stopped']} stopped at a rung, " if state.get("stopped") else ""
     counts = (f"| {state.get('done', '?')}/{state.get('total', '?')} finished, {state.get('complete', '?')} ok, "
-              f"{state.get('failed', '?')} failed, Pareto {state.get('pareto', '?')}")
+              f"{stopped}{state.get('failed', '?')} failed, Pareto {state.get('pareto', '?')}")
     timing = f"| elapsed {_clock(elapsed)}, eta {_clock(eta) if eta is not None else '?'}"
     return " ".join(parts + [counts, timing])
 
@@ -100,7 +101,7 @@ class PipedProgress:
 
 
 def pareto_table(pareto: list[dict[str, Any]], n_complete: int, n_failed: int,
-                 objectives: tuple[str, ...] = ()) -> Table:
+                 objectives: tuple[str, ...] = (), n_stopped: int = 0) -> Table:
     """The final Pareto table: full arch ids, and no wider than 80 columns. The run's objectives come first,
     then latency, FID and CLIP score, up to three metric columns (the rest are in the JSON summary and the trials
     table); a metric column only when a row has a value."""
@@ -111,7 +112,9 @@ def pareto_table(pareto: list[dict[str, Any]], n_complete: int, n_failed: int,
     shown = [(k, titles.get(k, k)) for k in wanted if k in measured][:3]
     rest = [titles[k] for k in ("macs", "kid", "val_loss", "val_loss_grid", "cmmd", "fid", "clip_score")
             if k in measured and k not in dict(shown)]
-    table = Table(title=f"Pareto set ({len(pareto)} of {n_complete} complete, {n_failed} failed)", box=box.SIMPLE_HEAD,
+    stopped = f"{n_stopped} stopped early, " if n_stopped else ""
+    table = Table(title=f"Pareto set ({len(pareto)} of {n_complete} complete, {stopped}{n_failed} failed)",
+                  box=box.SIMPLE_HEAD,
                   caption=f"{', '.join(rest)}: --json or trials.csv" if rest else None, padding=(0, 1),
                   pad_edge=False, show_edge=False)
     table.add_column("trial", justify="right")

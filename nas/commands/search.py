@@ -203,7 +203,8 @@ def search(
 
         def on_trial(state: dict) -> None:
             bar.update(task, completed=state["done"], description=(
-                f"trials ({state['complete']} ok, {state['failed']} failed, Pareto {state['pareto']})"))
+                f"trials ({state['complete']} ok, " + (f"{state['stopped']} stopped, " if state.get("stopped") else "")
+                + f"{state['failed']} failed, Pareto {state['pareto']})"))
             if heartbeat:
                 heartbeat.trial(state)
 
@@ -212,7 +213,8 @@ def search(
     if json_out:
         print_json(result.to_dict())
         return
-    console.print(pareto_table(result.pareto, result.n_complete, result.n_failed, tuple(o.name for o in objs)))
+    console.print(pareto_table(result.pareto, result.n_complete, result.n_failed, tuple(o.name for o in objs),
+                               result.n_stopped))
     if any(o.name in QUALITY for o in objs):
         console.print("One seed per trial: quality differences between these designs are not qualified by seed "
                       "spread (`nas ablate --seeds K` measures it).")

@@ -49,6 +49,7 @@ def test_mo_asha_stops_trials_at_rungs_and_resumes_its_records(tmp_path, search_
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert stopped and complete and len(stopped) + len(complete) == 6 == len(study.trials)
     assert result.n_complete == len(complete) and 0 < result.timings["scheduler"] < 0.03 * result.timings["trials"]
+    assert result.n_stopped == len(stopped) and result.n_failed == 0  # a stopped trial did not fail
     table = RunFolder(run_dir).read_trials().set_index("number")
     for t in stopped:  # PRUNED in the study, STOPPED in the table, with the rung's values and why
         row = table.loc[t.number]

@@ -37,6 +37,10 @@ def test_trial_lines():
     line = trial_line(failed, STATE, ("fid",), elapsed=10, eta=None)
     assert "trial 5 FAIL 4a069fddebe0 (sd15) reason: RuntimeError: proxy training diverged (NaN loss) |" in line
     assert "Traceback" not in line and line.endswith("eta ?")
+    stopped = {"number": 6, "state": "STOPPED", "arch_id": "4a069fddebe1",
+               "failure_reason": "stopped early by the mo-asha scheduler at step 64 of 125"}
+    line = trial_line(stopped, dict(STATE, stopped=2), ("fid",), elapsed=10, eta=None)
+    assert "reason: stopped early by the mo-asha scheduler" in line and "4 ok, 2 stopped at a rung, 1 failed" in line
 
 
 def test_one_line_per_finished_trial_from_the_trials_table(finished_run, tmp_path):
@@ -91,8 +95,9 @@ def test_pareto_table_fits_80_columns_with_full_arch_ids():
     assert "859.5M" in text and "14.30" in text and "0.3178" in text and "--json or trials.csv" in text
     cost_only = [{k: v for k, v in p.items() if k not in ("fid", "kid", "clip_score")} for p in pareto]
     console, out = _console()
-    console.print(pareto_table(cost_only, 120, 3))
+    console.print(pareto_table(cost_only, 120, 3, n_stopped=7))
     assert "FID" not in out.getvalue() and "CLIP" not in out.getvalue()
+    assert "of 120 complete, 7 stopped early, 3 failed" in " ".join(out.getvalue().split())
     # the run's objectives come first: a grid-loss search shows its ranking signal, within 80 columns
     graded = [dict(p, val_loss_grid=0.0925) for p in pareto]
     console, out = _console()
