@@ -1,10 +1,10 @@
-"""MO-ASHA against the default search in the same wall time, on this machine (issue 14).
+"""MO-ASHA against a search without a scheduler in the same wall time, on this machine (issue 14).
 
 For each seed S:
 
-1. **Default**: `nas search --space unet_mobile --seed S --trials 8` (no scheduler: every trial trains to the
-   full budget), run to the end with `--json`; T = its trials stage (`timings.trials`: Ray Tune's fit, start-up
-   excluded).
+1. **Without a scheduler**: `nas search --space unet_mobile --seed S --trials 8 --scheduler none` (every trial
+   trains to the full budget), run to the end with `--json`; T = its trials stage (`timings.trials`: Ray Tune's
+   fit, start-up excluded).
 2. **MO-ASHA**: `nas search --space unet_mobile --seed S --scheduler mo-asha --trials 100000`, interrupted with
    SIGINT (Ctrl-C) T seconds after its trials stage began (the moment Ray Tune creates the run's `ray/` folder,
    right after Ray's start-up). Its parallelism is the one `nas search` chooses (printed on stderr, recorded).
@@ -16,8 +16,8 @@ Measured per seed, from the two run folders:
 - architectures at the full budget: distinct COMPLETE architectures;
 - hypervolume of each search's final front, from the full-budget metrics of its members (COMPLETE rows only: a
   stopped trial has no full-budget value of its quality objective), every objective min-max normalised over the
-  COMPLETE rows of both searches of the seed (maximised ones negated first), reference point 1.1 per objective, Optuna's WFG
-  hypervolume (as the report's hypervolume history);
+  COMPLETE rows of both searches of the seed (maximised ones negated first), reference point 1.1 per objective,
+  Optuna's WFG hypervolume (as the report's hypervolume history);
 - scheduler overhead: the rung decisions of the MO-ASHA run replayed through `nas.moasha.RungRecords` (the rung
   reports of every trial record, in trial-number order), timed, against the trials' summed `seconds_total`
   (a stopped trial: its training seconds up to its last rung). The rung checkpoints (saving the training state
@@ -80,7 +80,7 @@ def run_default(run_dir: Path, seed: int, trials: int, extra: list[str]) -> dict
     """The default search, to the end; its --json summary."""
     began = time.perf_counter()
     out = subprocess.run(nas("search", "--space", "unet_mobile", "--seed", str(seed), "--trials", str(trials),
-                             "--run-dir", str(run_dir), "--json", *extra),
+                             "--run-dir", str(run_dir), "--scheduler", "none", "--json", *extra),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     if out.returncode != 0:
         raise SystemExit(f"default search failed ({out.returncode}): {out.stderr[-2000:]}")
@@ -222,9 +222,11 @@ def main() -> None:
     def median(key):
         return statistics.median(key(r) for r in rows)
 
-    print(f"| seeds {args.seeds} (median) | default ({args.default_trials} full trials) | MO-ASHA, same trials time |")
+    print(f"| seeds {args.seeds} (median) | no scheduler ({args.default_trials} full trials) | MO-ASHA, same trials "
+          "time |")
     print("|---|---|---|")
-    print(f"| trials stage (s) | {median(lambda r: r['trials_s']):.0f} | {median(lambda r: r['moasha']['trials_s']):.0f} |")
+    print(f"| trials stage (s) | {median(lambda r: r['trials_s']):.0f} | "
+          f"{median(lambda r: r['moasha']['trials_s']):.0f} |")
     print(f"| architectures scored | {median(lambda r: r['default']['scored']):.0f} | "
           f"{median(lambda r: r['moasha']['scored']):.0f} |")
     print(f"| architectures at the full budget | {median(lambda r: r['default']['full']):.0f} | "
