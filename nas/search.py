@@ -35,8 +35,8 @@ from core.fidelity_record import on_record
 from core.metrics import METRICS, names
 from core.objectives import Objective
 from core.provenance import provenance
-from evaluators.training.proxy_mode import budget_hash
 from core.run_folder import FORMAT_VERSION, STUDY_FILE, RunFolder
+from evaluators.training.proxy_mode import budget_hash
 from nas import rung_resume
 from nas.heartbeat import DRIVER_ATTR, Heartbeat, heartbeat_storage, stale_trial_ids
 from nas.interrupt import Interrupted, SignalGuard
