@@ -227,10 +227,10 @@ def main() -> None:
     print("|---|---|---|")
     print(f"| trials stage (s) | {median(lambda r: r['trials_s']):.0f} | "
           f"{median(lambda r: r['moasha']['trials_s']):.0f} |")
-    print(f"| architectures scored | {median(lambda r: r['default']['scored']):.0f} | "
-          f"{median(lambda r: r['moasha']['scored']):.0f} |")
-    print(f"| architectures at the full budget | {median(lambda r: r['default']['full']):.0f} | "
-          f"{median(lambda r: r['moasha']['full']):.0f} |")
+    print(f"| architectures scored | {median(lambda r: r['default']['scored']):g} | "
+          f"{median(lambda r: r['moasha']['scored']):g} |")
+    print(f"| architectures at the full budget | {median(lambda r: r['default']['full']):g} | "
+          f"{median(lambda r: r['moasha']['full']):g} |")
     print(f"| hypervolume of the final front (full-budget metrics) | {median(lambda r: r['hv_default']):.3f} | "
           f"{median(lambda r: r['hv_moasha']):.3f} |")
     ratios = ", ".join(f"{r['hv_moasha'] / r['hv_default']:.2f}" if r["hv_default"] else "-" for r in rows)
