@@ -166,19 +166,23 @@ def scheduler_overhead(run_dir: Path) -> dict:
                 fraction=seconds / trial_seconds if trial_seconds else None)
 
 
+def _arguments(row: dict) -> tuple:
+    """What makes two rows of one seed the same measurement: the arguments both searches were given."""
+    return row.get("args"), row.get("mo_args"), row.get("default_trials")
+
+
 def _done_rows(path: Path | None, extra: str, mo_extra: str, default_trials: int) -> dict[int, dict]:
     """Seeds already in `path` measured with the same arguments."""
     if path is None or not path.is_file():
         return {}
     rows = json.loads(path.read_text()).get("rows", [])
-    return {int(r["seed"]): r for r in rows if (r.get("args"), r.get("mo_args"), r.get("default_trials")) ==
-            (extra, mo_extra, default_trials)}
+    return {int(r["seed"]): r for r in rows if _arguments(r) == (extra, mo_extra, default_trials)}
 
 
 def _save(path: Path, row: dict) -> None:
     """Add one seed's row to `path` (replacing a row of the same seed and arguments), atomically."""
     def key(r: dict) -> tuple:
-        return r["seed"], r.get("args"), r.get("mo_args"), r.get("default_trials")
+        return r["seed"], *_arguments(r)
 
     rows = json.loads(path.read_text()).get("rows", []) if path.is_file() else []
     rows = sorted([r for r in rows if key(r) != key(row)] + [row], key=lambda r: (r["seed"], str(r.get("args"))))

@@ -35,7 +35,7 @@ def default_min_budget(steps: int, eta: int = DEFAULT_ETA) -> int:
     held-out grid loss ranks the paper panel like the 2,000-step reference's FID (Kendall tau 0.78 [0.50, 1.00]),
     at 32 steps it carries nothing (0.29 [-0.33, 0.79]), so a rung at a quarter of the budget would halve the
     trials at random."""
-    return max(1, 2 ** round(math.log2(steps / eta))) if steps > 1 else 1
+    return max(1, 2 ** round(math.log2(steps / eta)))
 
 
 def resolve_rungs(scheduler: str | None, min_budget: int | None, eta: int | None, steps: int,

@@ -36,7 +36,6 @@ from core.metrics import METRICS, names
 from core.objectives import Objective
 from core.provenance import provenance
 from core.run_folder import FORMAT_VERSION, STUDY_FILE, RunFolder
-from evaluators.training.proxy_mode import budget_hash
 from nas import rung_resume
 from nas.heartbeat import DRIVER_ATTR, Heartbeat, heartbeat_storage, stale_trial_ids
 from nas.interrupt import Interrupted, SignalGuard
@@ -577,9 +576,10 @@ def _search(opts: SearchOptions, opened: _OpenRun, guard: SignalGuard, began: fl
         evaluator_id = manifest.get("evaluator", {}).get("model_id")
         manifest["fidelity"] = on_record(settings.budget_hash, evaluator_id)
         if opts.rungs.active:  # each rung's signal ranks by its own fidelity, measured at that budget
-            manifest["rung_fidelity"] = {str(step): on_record(budget_hash(settings.budget.replace(steps=step),
-                                                                          settings.proxy), evaluator_id)
-                                         for step in opts.rungs.budgets()}
+            rung_settings = {step: dataclasses.replace(settings, budget=settings.budget.replace(steps=step))
+                             for step in opts.rungs.budgets()}
+            manifest["rung_fidelity"] = {str(step): on_record(s.budget_hash, evaluator_id)
+                                         for step, s in rung_settings.items()}
         run.write_manifest(manifest)
         timings = {"prepare": time.perf_counter() - stage}
         *_, finished = _counts(study)

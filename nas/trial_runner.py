@@ -247,9 +247,13 @@ def prepare(settings: TrialSettings, configs: list[ArchConfig], progress=None) -
     Returns:
         The evaluator info and the latency-table description, for the run manifest.
     """
+    from evaluators.quality.domain import domain_recipe
+
     info: dict[str, Any] = {}
-    if settings.needs_quality:
-        info["evaluator"] = dict(_evaluator(settings).info)
+    if settings.needs_quality:  # a run that draws no samples scores none: its evaluator is named, not built
+        info["evaluator"] = dict(_evaluator(settings).info) if settings.samples else dict(
+            source="domain", model_id=domain_recipe(settings.budget.image_size, **settings.evaluator_recipe).key,
+            used=False)
         info["proxy"] = settings.proxy.to_dict()
         if settings.proxy.inherit and settings.proxy.train_teacher:  # trained here once, before the workers
             info["proxy"]["teacher_info"] = _teacher(settings)

@@ -138,13 +138,18 @@ def load_or_train(recipe: DomainClipRecipe, cache: str | Path | None = None, dev
     return model.to(device).eval(), info
 
 
+def domain_recipe(image_size: int = 16, **recipe_overrides) -> DomainClipRecipe:
+    """The domain CLIP's recipe (defaults, `image_size` and any overrides); its `key` names the evaluator."""
+    try:
+        return DomainClipRecipe(image_size=image_size, **recipe_overrides)
+    except TypeError as err:
+        raise UserError(f"domain CLIP: {err}") from None
+
+
 def domain_evaluator(image_size: int = 16, cache: str | Path | None = None, device: str = "cpu",
                      progress: Progress | None = None, **recipe_overrides) -> QualityEvaluator:
     """A `QualityEvaluator` on the domain CLIP (recipe defaults, `image_size` and any overrides)."""
-    try:
-        recipe = DomainClipRecipe(image_size=image_size, **recipe_overrides)
-    except TypeError as err:
-        raise UserError(f"domain CLIP: {err}") from None
+    recipe = domain_recipe(image_size, **recipe_overrides)
     model, cached = load_or_train(recipe, cache, device, progress)
 
     def embed_images(images: torch.Tensor) -> torch.Tensor:

@@ -64,6 +64,11 @@ def test_a_losses_only_trial_skips_sampling_and_is_cached_apart(tmp_path, search
     assert not list((tmp_path / "trials" / "0000").glob("*.png"))
     full = run_trial(dataclasses.replace(settings, samples=True), config, 1, seed=1)  # not served by the cache
     assert not full["cached"] and full["fid"] is not None and full["val_loss_grid"] == row["val_loss_grid"]
+    # the run's set-up names the evaluator (the key of the fidelity on record) without building it
+    from nas.trial_runner import _evaluator, prepare
+
+    named = prepare(settings, [])["evaluator"]  # settings.latency_device: the roofline estimate, nothing timed
+    assert named == dict(source="domain", model_id=_evaluator(settings).info["model_id"], used=False)
 
 
 def test_search_samples_only_when_an_objective_needs_them(tmp_path, nas_cli):
