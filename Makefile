@@ -22,10 +22,10 @@ system-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); \
 	fi
 
-# The main job: 12 architectures under MO-ASHA (each trained to the rung at 64 steps; the top half by
+# The main job: 12 architectures under MO-ASHA, the default scheduler (each trained to the rung at 64 steps; the top half by
 # non-dominated rank continue to the full 125 steps). README: what it does and how long it takes.
 demo: install
-	HF_HUB_OFFLINE=1 tools/loopback.sh $(BIN)/nas search --space unet_mobile --scheduler mo-asha --trials 12
+	HF_HUB_OFFLINE=1 tools/loopback.sh $(BIN)/nas search --space unet_mobile --trials 12
 
 # Test files run on TEST_WORKERS processes (pytest-xdist), each file whole on one worker (module fixtures are
 # built once). Two by default: the CI machine has 2 cores, and every worker may hold a local Ray and a

@@ -25,6 +25,8 @@ the teacher, the inherited fraction and the teacher distance); the reference is 
 trials').
 
     python benchmarks/fidelity_study.py --proxy inherit --teacher sd15 [--teacher-steps 2000]
+    python benchmarks/fidelity_study.py --proxy inherit --teacher-steps 500 --finetune-steps 16 --no-samples \
+        --out benchmarks/fidelity/trials_inherit.csv   # held-out losses and teacher distance only ("inherit-losses")
 
 The evaluator is the embedded domain CLIP; the package ships its trained weights
 (`evaluators/quality/weights/`), which an empty cache takes instead of training its own (a domain CLIP retrained
@@ -145,7 +147,7 @@ def main() -> None:
     reference = default.replace(steps=default.steps * args.reference_factor)
     short_label = "short" if short.steps == default.steps else f"short{short.steps}"
     if args.no_samples:
-        if args.only != "short":
+        if args.only != "short" and args.proxy != "inherit":
             ap.error("--no-samples needs --only short (the reference is scored on its samples)")
         short_label += "-losses"
     evaluator = get_quality_evaluator("domain", image_size=short.image_size, device="cpu")
@@ -189,19 +191,21 @@ def _inherit_study(args: argparse.Namespace, panel: list, budget: Budget, evalua
     mode = ProxyMode(mode="inherit", teacher=args.teacher, teacher_steps=args.teacher_steps or 0)
     ev_key = evaluator.info["model_id"]
     key_hash = mode_budget_hash(budget, mode)
+    name = "inherit-losses" if args.no_samples else "inherit"  # losses only: no sampling, no FID/CLIP/CMMD
     claims = out.with_suffix(".claims")
     for seed in range(args.short_seeds):
         for label, config in panel:
-            key = (config.arch_id, key_hash, seed, ev_key, "inherit")
+            key = (config.arch_id, key_hash, seed, ev_key, name)
             if key in done_keys(out) or not claim(claims, key):
                 continue
             if key in done_keys(out):
                 release(claims, key)
                 continue
-            print(f"[{time.strftime('%H:%M:%S')}] inherit seed {seed} {label} ({config.arch_id})", flush=True)
+            print(f"[{time.strftime('%H:%M:%S')}] {name} {budget.steps} steps seed {seed} {label} ({config.arch_id})",
+                  flush=True)
             r = evaluate_arch(config, budget, seed=seed, evaluator=evaluator, proxy_mode=mode,
-                              teacher_progress=_teacher_log)
-            row = dict(label=label, arch_id=config.arch_id, budget="inherit", budget_hash=key_hash,
+                              teacher_progress=_teacher_log, samples=not args.no_samples)
+            row = dict(label=label, arch_id=config.arch_id, budget=name, budget_hash=key_hash,
                        steps=budget.steps, seed=seed, evaluator=ev_key,
                        evaluator_sha256=evaluator.info.get("weights_sha256", "")[:16],
                        seconds_total=r.total_seconds, proxy_params=r.proxy_params, failed=r.failed,

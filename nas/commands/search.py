@@ -26,7 +26,7 @@ from evaluators.training import Budget, fit_heldout
 from evaluators.training.proxy_mode import search_steps
 from nas.commands import proxy_options
 from nas.parallelism import choose_parallelism
-from nas.schedulers import DEFAULT_ETA, resolve_rungs
+from nas.schedulers import DEFAULT_ETA, Rungs, default_scheduler, resolve_rungs
 from nas.search import SearchOptions, run_search, validate_options
 from nas.trial_runner import TrialSettings
 from reports.terminal import PipedProgress, pareto_table
@@ -140,7 +140,9 @@ def search(
     scheduler: Optional[str] = typer.Option(
         None, "--scheduler", help="Trial scheduler: none | mo-asha (multi-objective successive halving: stops trials "
         "outside the top 1/eta of a rung by non-dominated rank) | asha (Ray Tune's ASHA on one objective with an "
-        "intermediate signal, e.g. --objectives val_loss). Default: none (a resumed run keeps its own)."),
+        "intermediate signal, e.g. --objectives val_loss). Default: mo-asha when an objective is a quality signal, the "
+        "budget is in steps and proxies train from scratch (measured to score about twice the architectures in the "
+        "same time: BENCHMARKS.md), else none; a resumed run keeps its own."),
     min_budget: Optional[int] = typer.Option(
         None, "--min-budget", help="Steps at the scheduler's first rung (default: budget / eta rounded to a power "
         "of two: 64 of the default 125 steps, where the fidelity study found the rung signal ranking like the "
@@ -165,9 +167,10 @@ def search(
         _stored_budget(stored).get("steps") or search_steps(mode.mode)
     budget = fit_heldout(Budget(steps=steps, seconds=budget_seconds), n_val,
                          n_samples, n_real)
-    stored_rungs = stored.get("scheduler")
+    stored_rungs = stored.get("scheduler", Rungs().to_dict()) if stored else None  # an old run: no scheduler
     rungs = resolve_rungs(scheduler, min_budget, eta, budget.steps,
-                          stored_rungs if isinstance(stored_rungs, dict) else None)
+                          stored_rungs if isinstance(stored_rungs, dict) or not stored else {},
+                          default=default_scheduler([o.name for o in objs], budget_seconds is not None, mode.mode))
     plan = choose_parallelism(workers, cpus_per_trial, scheduler=rungs.active, gpus_per_trial=gpus_per_trial,
                               address=address)
     samples = _samples(samples, [o.name for o in objs], stored)

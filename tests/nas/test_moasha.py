@@ -301,6 +301,27 @@ def test_default_rung_is_half_the_budget_on_a_power_of_two_and_a_resumed_run_kee
     assert resolve_rungs("asha", None, None, 500, stored) == Rungs("asha", 256, 2, 500)  # another scheduler
 
 
+def test_new_searches_default_to_mo_asha_where_it_was_measured_and_old_runs_keep_none(tmp_path, nas_cli):
+    from nas.schedulers import Rungs, default_scheduler, resolve_rungs
+
+    # BENCHMARKS.md's rule: MO-ASHA scored more architectures at no worse hypervolume (from scratch, step budget)
+    assert default_scheduler(["val_loss_grid", "latency_ms"], wall_clock=False) == "mo-asha"
+    assert default_scheduler(["latency_ms", "params"], wall_clock=False) == "none"  # nothing to rank at a rung
+    assert default_scheduler(["val_loss_grid"], wall_clock=True) == "none"  # rungs are counted in steps
+    assert default_scheduler(["val_loss_grid"], wall_clock=False, proxy="inherit") == "none"  # not measured
+    assert resolve_rungs(None, None, None, 125, None, default="mo-asha") == Rungs("mo-asha", 64, 2, 125)
+    assert resolve_rungs(None, None, None, 125, {}, default="mo-asha").scheduler == "none"  # run from before
+    assert resolve_rungs("none", None, None, 125, None, default="mo-asha").scheduler == "none"  # asked
+    # through the CLI: the defaults give a rung that a 100-step first rung does not fit below...
+    code, _, err = nas_cli("search", "--run-dir", tmp_path / "run", "--budget", "100", "--min-budget", "100")
+    assert code == 2 and "--min-budget must be positive and below the full budget" in err, err
+    # ...and rung settings for a search that runs without a scheduler are refused, not ignored
+    for args in (["--objectives", "latency,params", "--eta", "3"], ["--scheduler", "none", "--min-budget", "8"]):
+        code, _, err = nas_cli("search", "--run-dir", tmp_path / "run", *args)
+        assert code == 2 and "runs without one" in err and len(err.strip().splitlines()) == 1, (args, err)
+    assert not (tmp_path / "run").exists()
+
+
 def test_resuming_with_other_rung_settings_exits_2_and_leaves_the_folder_alone(tmp_path, nas_cli):
     from nas.schedulers import Rungs
 
