@@ -29,9 +29,9 @@ demo: install
 
 # Test files run on TEST_WORKERS processes (pytest-xdist), each file whole on one worker (module fixtures are
 # built once). Two by default: the CI machine has 2 cores, and every worker may hold a local Ray and a
-# full-scale model (several GB) at once.
+# full-scale model (several GB) at once. The 20 slowest tests are listed at the end (the suite's time budget).
 TEST_WORKERS ?= 2
 
 test: install system-deps
 	$(BIN)/lint-imports --no-cache
-	HF_HUB_OFFLINE=1 tools/loopback.sh $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	HF_HUB_OFFLINE=1 tools/loopback.sh $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=20
