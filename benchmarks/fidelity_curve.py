@@ -16,6 +16,8 @@ Writes `--out` (CSV, one row per budget and signal) and prints a Markdown table.
 is reported with the trials it has and flagged `complete = False`.
 
     python benchmarks/fidelity_curve.py --steps 32,64,125,250,500 --out benchmarks/fidelity/curve.csv
+    python benchmarks/fidelity_curve.py --proxy inherit --teacher-steps 2000 --steps 16,32 \
+        --csv benchmarks/fidelity/trials_inherit.csv --out benchmarks/fidelity/curve_inherit.csv
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ def study(steps: int, args: argparse.Namespace, folder: Path) -> dict:
     cmd = [str(Path(sys.executable).with_name("nas")), "fidelity", "--panel", "paper", "--short-steps", str(steps),
            "--reference-steps", str(args.reference_steps), "--import", str(args.csv), "--no-train",
            "--target", args.target, "--run-dir", str(folder / f"short{steps}"), "--json"]
+    if args.proxy == "inherit":  # teacher-anchored short trials; the reference rows come from --reference-csv
+        cmd += ["--proxy", "inherit", "--teacher", args.teacher, "--import", str(args.reference_csv)]
+        cmd += ["--teacher-steps", str(args.teacher_steps)] if args.teacher_steps else []
     done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ | {"HF_HUB_OFFLINE": "1"})
     if done.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -76,6 +81,14 @@ def main() -> None:
     ap.add_argument("--reference-steps", type=int, default=2000)
     ap.add_argument("--target", default="fid")
     ap.add_argument("--out", type=Path, default=None, help="CSV of the curve (default: print only)")
+    ap.add_argument("--proxy", choices=("scratch", "inherit"), default="scratch",
+                    help="inherit: the short budgets are teacher-anchored fine-tunes (--csv their rows, e.g. "
+                    "benchmarks/fidelity/trials_inherit.csv); --steps are fine-tune steps")
+    ap.add_argument("--teacher", default="sd15")
+    ap.add_argument("--teacher-steps", type=int, default=None, help="the teacher's training steps (default: "
+                    "nas's default)")
+    ap.add_argument("--reference-csv", type=Path, default=ROOT / "benchmarks/fidelity/trials.csv",
+                    help="rows of the from-scratch reference (with --proxy inherit)")
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
