@@ -28,6 +28,11 @@ FINETUNE_FRACTION = 4  # inherit mode's default fine-tune: 1/4 of the default fr
 # 0.73 [0.27, 1.00]; n = 10), at a quarter of the seconds. `nas evaluate` and `nas ablate` keep the 500-step
 # budget (`Budget().steps`): their FID and CLIP columns need the longer training to mean anything.
 SEARCH_STEPS = 125
+# Fine-tune steps of a search's inherit-mode trial by default, chosen by the inherit fidelity study
+# (BENCHMARKS.md, "Teacher-anchored proxies"; rule written before the 32-step rows): 16 steps from the 2,000-step
+# sd15 teacher ranked the paper panel against the reference's FID at Kendall tau 0.60 [0.02, 1.00], 32 steps at
+# -0.07 [-0.85, 0.61]; 16 steps cost about a quarter of a 125-step scratch trial's seconds (39 s vs 155 s).
+INHERIT_SEARCH_STEPS = 16
 
 
 def default_steps(mode: str) -> int:
@@ -37,8 +42,8 @@ def default_steps(mode: str) -> int:
 
 def search_steps(mode: str) -> int:
     """Training steps of a search trial (and of `nas fidelity`'s short budget) by default: SEARCH_STEPS from
-    scratch; inherit mode's fine-tune default (`default_steps`)."""
-    return default_steps(mode) if mode == "inherit" else SEARCH_STEPS
+    scratch, INHERIT_SEARCH_STEPS of fine-tuning in inherit mode."""
+    return INHERIT_SEARCH_STEPS if mode == "inherit" else SEARCH_STEPS
 
 
 @dataclass(frozen=True)

@@ -187,11 +187,12 @@ def test_scheduler_bad_inputs_exit_2(tmp_path, nas_cli):
 
 
 def test_default_objectives_and_budget_are_the_fidelity_studys_and_a_resumed_run_keeps_its_own(tmp_path):
-    from evaluators.training.proxy_mode import SEARCH_STEPS, search_steps
+    from evaluators.training.proxy_mode import INHERIT_SEARCH_STEPS, SEARCH_STEPS, search_steps
     from nas.commands.search import DEFAULT_OBJECTIVES, _manifest, _stored_budget, _stored_objectives
 
     # benchmarks/results_fidelity.md: the ranking metric and the budget the study chose
     assert DEFAULT_OBJECTIVES.split(",")[0] == "val_loss_grid" and search_steps("scratch") == SEARCH_STEPS == 125
+    assert search_steps("inherit") == INHERIT_SEARCH_STEPS == 16  # the inherit study's fine-tune (BENCHMARKS.md)
     path = tmp_path / "run"
     assert _manifest(path) == {} == _manifest(None)  # a new run: the defaults
     assert _stored_objectives({}) is None and _stored_budget({}) == {}
