@@ -22,8 +22,8 @@ system-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); \
 	fi
 
-# The main job: 12 architectures under MO-ASHA, the default scheduler (each trained to the rung at 64 steps; the top half by
-# non-dominated rank continue to the full 125 steps). README: what it does and how long it takes.
+# The main job: 12 architectures under MO-ASHA, the default scheduler (each trained to the rung at 64 steps;
+# the top half by non-dominated rank continue to the full 125 steps). README: what it does and how long it takes.
 demo: install
 	HF_HUB_OFFLINE=1 tools/loopback.sh $(BIN)/nas search --space unet_mobile --trials 12
 
