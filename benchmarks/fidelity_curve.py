@@ -17,7 +17,7 @@ is reported with the trials it has and flagged `complete = False`.
 
     python benchmarks/fidelity_curve.py --steps 32,64,125,250,500 --out benchmarks/fidelity/curve.csv
     python benchmarks/fidelity_curve.py --proxy inherit --teacher-steps 2000 --steps 16,32 \
-        --csv benchmarks/fidelity/trials_inherit.csv --out benchmarks/fidelity/curve_inherit.csv
+        --csv benchmarks/fidelity/trials_inherit.csv
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ the teacher, the inherited fraction and the teacher distance); the reference is 
 trials').
 
     python benchmarks/fidelity_study.py --proxy inherit --teacher sd15 [--teacher-steps 2000]
-    python benchmarks/fidelity_study.py --proxy inherit --teacher-steps 500 --finetune-steps 16 --no-samples \
+    python benchmarks/fidelity_study.py --proxy inherit --finetune-steps 16 --no-samples \
         --out benchmarks/fidelity/trials_inherit.csv   # held-out losses and teacher distance only ("inherit-losses")
 
 The evaluator is the embedded domain CLIP; the package ships its trained weights

@@ -32,17 +32,17 @@ from scipy.stats import kendalltau
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.fidelity_curve import fmt  # noqa: E402
 from nas.ablation.fidelity_stats import agreement  # noqa: E402
 
 STAGE = {"val_loss_grid": "seconds_val_grid", "val_loss": "seconds_val", "teacher_distance":
          "seconds_teacher_distance", "inherited_fraction": None}
 
 
-def _rows(csv: Path, proxy: str) -> pd.DataFrame:
+def _rows(csv: Path) -> pd.DataFrame:
+    """The finished (not failed) trial rows of a fidelity CSV."""
     rows = pd.read_csv(csv)
-    rows = rows[~rows["failed"].astype(str).str.lower().isin(("true", "1"))].copy()
-    rows["proxy"] = proxy
-    return rows
+    return rows[~rows["failed"].astype(str).str.lower().isin(("true", "1"))]
 
 
 def _signal(rows: pd.DataFrame, metric: str) -> pd.Series:
@@ -51,11 +51,11 @@ def _signal(rows: pd.DataFrame, metric: str) -> pd.Series:
 
 
 def table(scratch_csv: Path, inherit_csv: Path, scratch_steps: tuple[int, ...]) -> pd.DataFrame:
-    scratch = _rows(scratch_csv, "scratch")
+    scratch = _rows(scratch_csv)
     fid = scratch[scratch["budget"] == "reference"].groupby("arch_id")["fid"].mean()
     budgets = [("scratch", s, scratch[(scratch["steps"] == s) & (scratch["budget"] != "reference")])
                for s in scratch_steps]
-    inherit = _rows(inherit_csv, "inherit")
+    inherit = _rows(inherit_csv)
     budgets += [("inherit", s, rows) for s, rows in inherit.groupby("steps")]
     out = []
     for proxy, steps, rows in budgets:
@@ -71,21 +71,18 @@ def table(scratch_csv: Path, inherit_csv: Path, scratch_steps: tuple[int, ...]) 
             wide = value.pivot_table(index="arch_id", columns="seed", values="v")
             ceiling = (float(kendalltau(wide[0], wide[1]).statistic)
                        if wide.shape[1] >= 2 and wide[0].nunique() > 1 else None)
+            diagnostic = metric == "inherited_fraction"  # not a quality signal: no seed spread to speak of
             sd = rows.groupby("arch_id")[metric].std()
+            cv = sd / rows.groupby("arch_id")[metric].mean()
             seconds = rows["seconds_setup"].fillna(0)  # the inherited fraction is known once the proxy is built
             if stage:
                 seconds = seconds + rows["seconds_train"].fillna(0) + rows[stage].fillna(0)
             out.append(dict(proxy=proxy, steps=int(steps), signal=metric, n=a.n, tau_ref=a.tau,
                             tau_ref_low=a.tau_low, tau_ref_high=a.tau_high, **per_seed, ceiling=ceiling,
-                            seed_sd=float(sd.median()) if metric != "inherited_fraction" else None,
-                            seed_cv=float((sd / rows.groupby("arch_id")[metric].mean()).median())
-                            if metric != "inherited_fraction" else None,
+                            seed_sd=None if diagnostic else float(sd.median()),
+                            seed_cv=None if diagnostic else float(cv.median()),
                             seconds=float(seconds.median()), trials=len(rows)))
     return pd.DataFrame(out)
-
-
-def fmt(value, spec=".2f") -> str:
-    return "-" if value is None or value != value else format(value, spec)
 
 
 def main() -> None:

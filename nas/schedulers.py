@@ -59,11 +59,11 @@ def resolve_rungs(scheduler: str | None, min_budget: int | None, eta: int | None
     (`stored`, the manifest's `scheduler` entry; a run recorded before schedulers existed ran without one),
     else the defaults (`default`: the scheduler of a new run, `default_scheduler`). A resumed run given other
     settings gets them, and `validate_rungs` refuses the mismatch."""
-    scheduler = scheduler or (stored or {}).get("scheduler") or ("none" if stored is not None else default)
+    new_run, stored = stored is None, stored or {}
+    scheduler = scheduler or stored.get("scheduler") or (default if new_run else "none")
     if scheduler == "none" and (min_budget is not None or eta is not None):
         raise UserError("--min-budget and --eta set a scheduler's rungs, and this search runs without one (pass "
                         "--scheduler mo-asha; a resumed run keeps its own scheduler)")
-    stored = stored or {}
     same = scheduler == stored.get("scheduler")
     eta = eta if eta is not None else (stored.get("eta") if same and stored.get("eta") else DEFAULT_ETA)
     if min_budget is None:

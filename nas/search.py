@@ -576,10 +576,10 @@ def _search(opts: SearchOptions, opened: _OpenRun, guard: SignalGuard, began: fl
         evaluator_id = manifest.get("evaluator", {}).get("model_id")
         manifest["fidelity"] = on_record(settings.budget_hash, evaluator_id)
         if opts.rungs.active:  # each rung's signal ranks by its own fidelity, measured at that budget
-            rung_settings = {step: dataclasses.replace(settings, budget=settings.budget.replace(steps=step))
-                             for step in opts.rungs.budgets()}
-            manifest["rung_fidelity"] = {str(step): on_record(s.budget_hash, evaluator_id)
-                                         for step, s in rung_settings.items()}
+            manifest["rung_fidelity"] = {
+                str(step): on_record(dataclasses.replace(settings, budget=settings.budget.replace(steps=step))
+                                     .budget_hash, evaluator_id)
+                for step in opts.rungs.budgets()}
         run.write_manifest(manifest)
         timings = {"prepare": time.perf_counter() - stage}
         *_, finished = _counts(study)

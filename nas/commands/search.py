@@ -26,7 +26,7 @@ from evaluators.training import Budget, fit_heldout
 from evaluators.training.proxy_mode import search_steps
 from nas.commands import proxy_options
 from nas.parallelism import choose_parallelism
-from nas.schedulers import DEFAULT_ETA, Rungs, default_scheduler, resolve_rungs
+from nas.schedulers import DEFAULT_ETA, default_scheduler, resolve_rungs
 from nas.search import SearchOptions, run_search, validate_options
 from nas.trial_runner import TrialSettings
 from reports.terminal import PipedProgress, pareto_table
@@ -57,6 +57,15 @@ def _stored_objectives(manifest: dict) -> str | None:
     """The objectives of the run being resumed, comma-separated (None for a new or unreadable run folder)."""
     names = [o.get("name") for o in manifest.get("objectives") or [] if isinstance(o, dict)]
     return ",".join(n for n in names if isinstance(n, str)) or None
+
+
+def _stored_rungs(manifest: dict) -> dict | None:
+    """The scheduler entry of the run being resumed: None for a new run, {} for a run recorded without one (it
+    ran without a scheduler)."""
+    if not manifest:
+        return None
+    entry = manifest.get("scheduler")
+    return entry if isinstance(entry, dict) else {}
 
 
 def _stored_budget(manifest: dict) -> dict:
@@ -167,9 +176,7 @@ def search(
         _stored_budget(stored).get("steps") or search_steps(mode.mode)
     budget = fit_heldout(Budget(steps=steps, seconds=budget_seconds), n_val,
                          n_samples, n_real)
-    stored_rungs = stored.get("scheduler", Rungs().to_dict()) if stored else None  # an old run: no scheduler
-    rungs = resolve_rungs(scheduler, min_budget, eta, budget.steps,
-                          stored_rungs if isinstance(stored_rungs, dict) or not stored else {},
+    rungs = resolve_rungs(scheduler, min_budget, eta, budget.steps, _stored_rungs(stored),
                           default=default_scheduler([o.name for o in objs], budget_seconds is not None, mode.mode))
     plan = choose_parallelism(workers, cpus_per_trial, scheduler=rungs.active, gpus_per_trial=gpus_per_trial,
                               address=address)
