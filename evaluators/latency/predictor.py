@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from core.errors import UserError
+from core.hugepages import ENV
 from core.provenance import versions
 from evaluators.cost import block_macs, block_params
 from evaluators.latency.backends import Backend
@@ -207,14 +208,17 @@ class MeasuredPredictor(Predictor):
         self.probed = speed_probe and backend.device_type == "cpu"
         self._probe: SpeedProbe | None = None
         fingerprint = backend.fingerprint() | {"speed_probe": f"v{PROBE_VERSION}" if self.probed else "off"}
-        # Tables from before the speed probe, the dtype and the capture mode were recorded were measured without a
-        # probe, in float32, eagerly (their timing thread was not pinned: `affinity` has no such default).
-        stored = None if lut is None else {"speed_probe": "off", "dtype": "float32", "capture": "eager"} | \
-            lut.fingerprint
+        # Tables from before the speed probe, the dtype, the capture mode and the CPU page size were recorded were
+        # measured without a probe, in float32, eagerly, on pages nobody chose (their timing thread was not
+        # pinned: `affinity` has no such default). Only keys this backend's fingerprint has are filled in.
+        legacy = {"speed_probe": "off", "dtype": "float32", "capture": "eager", "pages": "unrecorded"}
+        stored = None if lut is None else {k: v for k, v in legacy.items() if k in fingerprint} | lut.fingerprint
         if stored is not None and stored != fingerprint:
             diff = {k: (stored.get(k), v) for k, v in fingerprint.items() if stored.get(k) != v}
+            hint = (f" ({ENV}=1 must be set before this process's first torch allocation: import the project's "
+                    "packages before torch)") if stored.get("pages") == "2 MiB" != fingerprint.get("pages") else ""
             raise UserError(f"the stored LUT {store.path(backend.name)} was measured on another device fingerprint "
-                            f"(stored vs now: {diff}); use another --lut-dir, or rebuild it with `nas lut build "
+                            f"(stored vs now: {diff}){hint}; use another --lut-dir, or rebuild it with `nas lut build "
                             f"--device {backend.name} --replace`")
         self.lut = lut or Lut(backend.name, "measured", fingerprint, self._conditions())
 

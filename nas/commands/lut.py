@@ -293,7 +293,8 @@ def validate(device: str = typer.Option(..., "--device", help="cpu, cuda or onnx
     seconds = time.perf_counter() - start
     record = save_record(predictor, info, seed=seed, seconds=seconds, load_average=list(_load_average()))
     result = info.to_dict() | {"seed": seed, "html": str(html), "lut": str(predictor.path), "record": str(record),
-                               "seconds": seconds, "load_average": list(_load_average()),
+                               "fingerprint": predictor.lut.fingerprint, "seconds": seconds,
+                               "load_average": list(_load_average()),
                                "provenance": provenance(device=device, threads=threads)}
     if json_out:
         print_json(result)

@@ -1,13 +1,17 @@
 """Measurement backends: pinned timing thread, fingerprint fields, capture modes, and the no-GPU error."""
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from core.errors import UserError
 from evaluators.latency import LutStore, get_predictor
-from evaluators.latency.backends import CpuBackend, CudaBackend, timing_core
+from core.hugepages import ENV, kernel_mode
+from evaluators.latency.backends import CpuBackend, CudaBackend, OnnxRuntimeBackend, timing_core
 from evaluators.latency.signature import arch_signatures, with_image_size
 
 PINNABLE = hasattr(os, "sched_setaffinity")
@@ -20,6 +24,47 @@ def test_cpu_fingerprint_records_affinity_dtype_and_capture():
     assert CpuBackend(threads=2).fingerprint()["affinity"] == "unpinned"
     assert CpuBackend(pin=False).fingerprint()["affinity"] == ("unpinned" if PINNABLE else "unpinned (OS cannot pin)")
     assert CpuBackend(dtype="bfloat16").fingerprint()["dtype"] == "bfloat16"
+
+
+HUGE_PAGES = kernel_mode() in ("always", "madvise")
+
+
+def test_cpu_fingerprint_records_the_page_size_of_large_tensors():
+    """The test process asks for huge pages before torch's first allocation (conftest), as `nas` does."""
+    pages = CpuBackend().fingerprint()["pages"]
+    assert pages == ("2 MiB" if HUGE_PAGES else f"4 KiB (kernel THP {kernel_mode()})")
+    assert "pages" not in OnnxRuntimeBackend().fingerprint()  # onnxruntime allocates through its own arena
+
+
+def _pages_in_fresh_process(code: str, **env: str) -> str:
+    clean = {k: v for k, v in os.environ.items() if k != ENV} | env
+    out = subprocess.run([sys.executable, "-c", code + "\nfrom core.hugepages import torch_cpu_pages\n"
+                          "print(torch_cpu_pages())"], env=clean, capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).parents[2])
+    return out.stdout.strip()
+
+
+@pytest.mark.skipif(not HUGE_PAGES, reason="the kernel's transparent huge pages are off")
+def test_importing_the_project_before_torch_puts_large_tensors_on_huge_pages():
+    assert _pages_in_fresh_process("import nas, torch") == "2 MiB"
+    assert _pages_in_fresh_process("import evaluators.latency") == "2 MiB"
+    late = _pages_in_fresh_process("import torch\ntorch.ones(8)\nimport nas")  # torch allocated first: too late
+    assert late == f"4 KiB ({ENV} not set before torch's first allocation)"
+    assert _pages_in_fresh_process("import nas", **{ENV: "0"}) == f"4 KiB ({ENV}=0)"  # the user's opt-out stands
+
+
+def test_lut_measured_on_other_pages_is_refused(lut_dir, tiny):
+    """Tables from before the page size was recorded, or on other pages, are another measurement."""
+    from evaluators.latency.store import Entry, Lut
+
+    store = LutStore(lut_dir)
+    now = CpuBackend().fingerprint()
+    key = arch_signatures(with_image_size(tiny, 64), layouts=True)[0][1].key
+    for stored, remedy in ((now | {"pages": "2 MiB" if now["pages"] != "2 MiB" else "4 KiB (x)"}, "pages"),
+                           ({k: v for k, v in now.items() if k != "pages"}, "unrecorded")):
+        store.save(Lut("cpu", "measured", stored | {"speed_probe": "v1"}, {}, {key: Entry(1.0, 0.1, 3)}))
+        with pytest.raises(UserError, match=f"another device fingerprint.*{remedy}"):
+            get_predictor("cpu", image_size=64)
 
 
 @pytest.mark.skipif(not PINNABLE, reason="this OS cannot pin a thread")
