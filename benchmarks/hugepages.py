@@ -20,28 +20,17 @@ import sys
 import time
 from pathlib import Path
 
-BLOCKS = {  # name -> block key at 256 px (latent 32): large-weight low-resolution blocks, and small ones
-    "resnet 1664->1280 @8": "kind=resnet|in_ch=1664|out_ch=1280|res=8|temb_ch=768|groups=32|separable=0",
-    "resnet 1280 @8": "kind=resnet|in_ch=1280|out_ch=1280|res=8|temb_ch=768|groups=32|separable=0",
-    "downsample 1280 @8": "kind=downsample|in_ch=1280|out_ch=1280|res=8|temb_ch=0|groups=0|separable=0",
-    "transformer 1280 @8": "kind=transformer|in_ch=1280|out_ch=1280|res=8|temb_ch=0|groups=32|separable=0|depth=1|"
-                           "attention=self_cross|heads=8|attn_activation=softmax|shared_kv=0|ff_mult=4|"
-                           "ff_activation=gelu|context_len=77|context_dim=768",
-    "resnet 320 @32": "kind=resnet|in_ch=320|out_ch=320|res=32|temb_ch=1280|groups=32|separable=0",
-    "separable resnet 640->256 @32": "kind=resnet|in_ch=640|out_ch=256|res=32|temb_ch=1024|groups=32|separable=1",
+BLOCKS = {  # name -> block at 256 px (latent 32): large-weight low-resolution blocks, and small ones
+    "resnet 1664->1280 @8": dict(kind="resnet", in_ch=1664, out_ch=1280, res=8, temb_ch=768, groups=32),
+    "resnet 1280 @8": dict(kind="resnet", in_ch=1280, out_ch=1280, res=8, temb_ch=768, groups=32),
+    "downsample 1280 @8": dict(kind="downsample", in_ch=1280, out_ch=1280, res=8),
+    "transformer 1280 @8": dict(kind="transformer", in_ch=1280, out_ch=1280, res=8, groups=32, depth=1,
+                                attention="self_cross", heads=8, attn_activation="softmax", ff_mult=4,
+                                ff_activation="gelu", context_len=77, context_dim=768),
+    "resnet 320 @32": dict(kind="resnet", in_ch=320, out_ch=320, res=32, temb_ch=1280, groups=32),
+    "separable resnet 640->256 @32": dict(kind="resnet", in_ch=640, out_ch=256, res=32, temb_ch=1024, groups=32,
+                                          separable=True),
 }
-DEFAULTS = "depth=0|attention=none|heads=0|attn_activation=none|shared_kv=0|ff_mult=0|ff_activation=none|" \
-           "context_len=0|context_dim=0"
-
-
-def full_key(short: str) -> str:
-    parts = dict(p.split("=", 1) for p in short.split("|"))
-    for p in DEFAULTS.split("|"):
-        k, v = p.split("=", 1)
-        parts.setdefault(k, v)
-    order = ["kind", "in_ch", "out_ch", "res", "temb_ch", "groups", "separable", "depth", "attention", "heads",
-             "attn_activation", "shared_kv", "ff_mult", "ff_activation", "context_len", "context_dim"]
-    return "|".join(f"{k}={parts[k]}" for k in order) + "|batch=1|dtype=float32|layout=nchw"
 
 
 def child(instances: int, calls: int) -> None:
@@ -52,12 +41,13 @@ def child(instances: int, calls: int) -> None:
     from evaluators.latency.backends import CpuBackend
     from evaluators.latency.signature import BlockSignature
     from evaluators.latency.timing import robust_stats
+    from search_spaces.blocks import BlockSpec
 
     backend = CpuBackend()
     out: dict = {"pages": torch_cpu_pages(), "blocks": {}}
     with backend.measuring():
-        for name, short in BLOCKS.items():
-            sig = BlockSignature.from_key(full_key(short))
+        for name, fields in BLOCKS.items():
+            sig = BlockSignature(BlockSpec(**fields))
             medians = []
             for _ in range(instances):
                 run = backend.block_runner(sig)

@@ -10,9 +10,9 @@ memory) decided it, not the block. Large-weight blocks (1280 channels at 8x8 and
 UNet's CPU time, so every latency table, calibration and validation on such a machine carried that lottery.
 
 torch's CPU allocator advises the kernel to back allocations of 2 MiB and more with huge pages
-(madvise(MADV_HUGEPAGE)) when the environment variable THP_MEM_ALLOC_ENABLE=1 is set. It reads the variable once, at the
-process's first CPU allocation, so the project's packages request it when they are imported (before they
-import torch); a process that allocated tensors before that keeps 4 KiB pages, and `torch_cpu_pages` says
+(madvise(MADV_HUGEPAGE)) when the environment variable THP_MEM_ALLOC_ENABLE=1 is set. It reads the variable
+once, at the process's first CPU allocation, so the project's packages request it when they are imported
+(before they import torch); a process that allocated tensors before that keeps 4 KiB pages, and `torch_cpu_pages` says
 so (measured CPU tables record it in their fingerprint). Setting THP_MEM_ALLOC_ENABLE=0 opts out. On the
 kernel's side THP must be `always` or `madvise` (/sys/kernel/mm/transparent_hugepage/enabled).
 

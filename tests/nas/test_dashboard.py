@@ -32,8 +32,8 @@ def _get(url: str) -> tuple[int, str, bytes]:
 
 @pytest.mark.timeout(180)
 def test_dashboard_serves_the_study_on_loopback(run):
-    proc = subprocess.Popen([sys.executable, "-m", "nas.cli", "dashboard", str(run.path), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "nas.cli", "dashboard", str(run.path),
+                             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()  # printed once the port is bound
         assert line.startswith("optuna-dashboard: study 'search' of "), (line, proc.stderr.read() if proc.poll() else "")
@@ -53,8 +53,13 @@ def test_dashboard_serves_the_study_on_loopback(run):
         assert len(complete) == int((table["state"] == "COMPLETE").sum())
     finally:
         proc.send_signal(signal.SIGINT)  # Ctrl-C stops it cleanly
-        code = proc.wait(timeout=120)  # generous: two test workers share the cores
-    assert code == 0 and proc.stderr.read() == ""
+        try:
+            _, err = proc.communicate(timeout=120)  # generous: two test workers share the cores
+        except subprocess.TimeoutExpired:  # where it hangs: faulthandler prints every thread's stack on SIGABRT
+            proc.send_signal(signal.SIGABRT)
+            _, err = proc.communicate()
+            pytest.fail(f"the dashboard did not stop within 120 s of Ctrl-C; its stacks: {err[-3000:]}")
+    assert proc.returncode == 0 and err == ""
 
 
 def _one_line(code: int, err: str, fragment: str) -> None:
