@@ -6,7 +6,10 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as the project's packages request (core/hugepages.py)
+
+from core.hugepages import request  # noqa: E402
+
+request()  # huge pages before torch's first allocation, as the project's packages do (core/hugepages.py)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
