@@ -47,6 +47,8 @@ class Budget:
     grid_images: int = 16  # images in the labelled sample grid (0: no grid)
     image_size: int = 16  # proxy image side (pixels)
     width_divisor: int = 16  # proxy channels = full-scale channels / this
+    min_head_dim: int = 8  # no proxy attention head narrower than this (fewer, wider heads)
+    context_dim: int = 64  # width of the proxy's own conditioning text encoder
     data: str = "synthetic"  # dataset kind for `evaluators.data.load_dataset`
     data_path: str | None = None  # dataset path for folder/COCO kinds
     data_seed: int = 0  # dataset seed: the same data for every trial, whatever the trial seed
@@ -54,7 +56,7 @@ class Budget:
 
     def __post_init__(self) -> None:
         positive = ("steps", "batch_size", "n_val", "n_samples", "n_real", "sample_steps", "sample_batch_size",
-                    "image_size", "width_divisor", "report_every")
+                    "image_size", "width_divisor", "min_head_dim", "context_dim", "report_every")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -86,11 +88,22 @@ class Budget:
     @property
     def scale(self) -> ProxyScale:
         """The proxy scale this budget trains at."""
-        return ProxyScale(width_divisor=self.width_divisor, image_size=self.image_size)
+        return ProxyScale(width_divisor=self.width_divisor, image_size=self.image_size,
+                          min_head_dim=self.min_head_dim, context_dim=self.context_dim)
 
     def replace(self, **changes) -> "Budget":
         """A validated copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Every field, except the fields added after the first record format while they hold their default:
+        so every budget recorded before them (manifests, caches, committed study rows) keeps its hash."""
+        data = dataclasses.asdict(self)
+        for name, default in LATER_FIELDS.items():
+            if data[name] == default:
+                del data[name]
+        return data
+
+
+# Budget fields added after budgets were first hashed, with their defaults (omitted from `to_dict` at them).
+LATER_FIELDS = {"min_head_dim": 8, "context_dim": 64}
