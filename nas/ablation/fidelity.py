@@ -27,6 +27,7 @@ from core.errors import UserError
 from core.fidelity_record import ENTRY_KEYS, record
 from core.io import atomic_path, write_json, write_text
 from core.provenance import provenance
+from core.run_folder import RunFolder
 from evaluators.training import Budget
 from nas.ablation.fidelity_stats import BUDGETS, correlations, seed_means
 from nas.ablation.study import open_run
@@ -111,6 +112,34 @@ def _imported_row(row: dict[str, Any], job: Job, settings: TrialSettings) -> dic
     return out
 
 
+def import_trials(run: RunFolder, jobs: list[Job], settings: TrialSettings, evaluator: dict[str, Any],
+                  imported: dict[tuple, dict[str, Any]]) -> int:
+    """Write the imported rows of `jobs` (same architecture, budget, seed and evaluator) that the run folder has
+    no finished row for; returns how many were skipped as scored by other weights of the same evaluator recipe."""
+    budget_hash, weights = settings.budget_hash, evaluator.get("weights_sha256", "")
+    other_weights = 0
+    for job in jobs:
+        key = (job.config.arch_id, budget_hash, job.seed, evaluator.get("model_id"))
+        if key not in imported or finished_row(run, job, settings) is not None:
+            continue
+        if not weights.startswith(imported[key].get("evaluator_sha256") or ""):
+            other_weights += 1  # same recipe, other weights (retrained elsewhere): not the same scores
+            continue
+        run.write_trial_record(_imported_row(imported[key], job, settings))
+    return other_weights
+
+
+def budget_rows(run: RunFolder, jobs: list[Job], settings: TrialSettings, *, train: bool, address: str | None = None,
+                workers: int = 1, cpus_per_trial: float = 2.0, gpus_per_trial: float = 0.0,
+                progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
+    """One row per job: trained (or from the run folder) with `train`, else what the folder has (MISSING rows
+    for the rest)."""
+    if train:
+        return run_jobs(jobs, settings, address=address, workers=workers, cpus_per_trial=cpus_per_trial,
+                        gpus_per_trial=gpus_per_trial, progress=progress)
+    return [finished_row(run, job, settings) or dict(number=job.number, state="MISSING") for job in jobs]
+
+
 @dataclass(frozen=True)
 class StudyPlan:
     """What a fidelity study trains: the panel and the two budgets with their seeds."""
@@ -170,25 +199,14 @@ def run_fidelity(plan: StudyPlan, *, imports: list[Path] = (), train: bool = Tru
     other_weights = 0
     for name, settings, _ in plan.budgets():
         evaluators[name] = prepare(settings, []).get("evaluator", {})
-        budget_hash, weights = settings.budget_hash, evaluators[name].get("weights_sha256", "")
-        for job in jobs[name]:
-            key = (job.config.arch_id, budget_hash, job.seed, evaluators[name].get("model_id"))
-            if key not in imported or finished_row(run, job, settings) is not None:
-                continue
-            if not weights.startswith(imported[key].get("evaluator_sha256") or ""):
-                other_weights += 1  # same recipe, other weights (retrained elsewhere): not the same scores
-                continue
-            run.write_trial_record(_imported_row(imported[key], job, settings))
-        if train:
-            def report(d: int, t: int, base: int = done) -> None:
-                if progress:
-                    progress(base + d, total)
+        other_weights += import_trials(run, jobs[name], settings, evaluators[name], imported)
 
-            rows[name] = run_jobs(jobs[name], settings, address=address, workers=workers,
-                                  cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, progress=report)
-        else:
-            rows[name] = [finished_row(run, job, settings) or dict(number=job.number, state="MISSING")
-                          for job in jobs[name]]
+        def report(d: int, t: int, base: int = done) -> None:
+            if progress:
+                progress(base + d, total)
+
+        rows[name] = budget_rows(run, jobs[name], settings, train=train, address=address, workers=workers,
+                                 cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, progress=report)
         done += len(jobs[name])
         if progress:
             progress(done, total)

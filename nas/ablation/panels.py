@@ -1,4 +1,5 @@
-"""Panels of architectures for a fidelity study: `paper`, `random`, or a file of ArchConfigs."""
+"""Panels of architectures for a fidelity study: `paper`, `random`, `published` (the architectures of the
+published outcomes, `nas/ablation/published.json`), or a file of ArchConfigs."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from core.errors import UserError
 from search_spaces.config import ArchConfig
 from search_spaces.presets import get_preset
 
-NAMED = ("paper", "random")
+NAMED = ("paper", "random", "published")
 
 
 def paper_panel() -> list[tuple[str, ArchConfig]]:
@@ -60,7 +61,7 @@ def file_panel(path: Path) -> list[tuple[str, ArchConfig]]:
 
 
 def load_panel(panel: str, space: str = "unet_mobile", n: int = 10, seed: int = 0) -> list[tuple[str, ArchConfig]]:
-    """The panel `panel` ("paper", "random" or a file path), with repeated architectures removed.
+    """The panel `panel` ("paper", "random", "published" or a file path), with repeated architectures removed.
 
     Raises:
         UserError: an unknown name that is not a file, or fewer than 3 distinct architectures (a rank
@@ -70,6 +71,10 @@ def load_panel(panel: str, space: str = "unet_mobile", n: int = 10, seed: int = 
         chosen = paper_panel()
     elif panel == "random":
         chosen = random_panel(space, n, seed)
+    elif panel == "published":
+        from nas.ablation.published import load_published
+
+        chosen = load_published().architectures()
     elif Path(panel).is_file():
         chosen = file_panel(Path(panel))
     else:

@@ -28,15 +28,22 @@ def _ci(row: dict, key: str) -> str:
 
 def fidelity(
     panel: str = typer.Option("paper", "--panel", help="paper (sd15, each cumulative paper step, bk_sdm_tiny) | "
-                              "random (--archs samples of --space) | a file of ArchConfigs (JSON list, object or "
-                              "JSON lines)."),
+                              "random (--archs samples of --space) | published (the proxy's call on each published "
+                              "full-scale outcome beside the paper's; short budget only) | a file of ArchConfigs (JSON "
+                              "list, object or JSON lines)."),
+    published_file: Optional[Path] = typer.Option(None, "--published-file", help="With --panel published: a file of "
+                                                  "published outcomes (default: the shipped nas/ablation/"
+                                                  "published.json)."),
+    signal: str = typer.Option("val_loss_grid", "--signal", help="With --panel published: the proxy signal whose "
+                               "calls are counted first (FID and CLIP score are called too where samples were drawn)."),
     space: str = typer.Option("unet_mobile", "--space", help="Search space of the random panel."),
     archs: int = typer.Option(10, "--archs", help="Architectures of the random panel."),
     sample_seed: int = typer.Option(0, "--sample-seed", help="Seed of the random panel."),
     short_steps: Optional[int] = typer.Option(None, "--short-steps", "--short",
                                               help="Short budget under test: training steps (default: the search's, "
                                               f"{search_steps('scratch')}; {search_steps('inherit')} with --proxy "
-                                              "inherit)."),
+                                              f"inherit; {Budget().steps} for --panel published, the budget of the "
+                                              "committed trials)."),
     proxy: str = typer.Option("scratch", "--proxy", help="How the short budget's proxies start: scratch | inherit "
                               "(from the trained --teacher, distilled; the reference always trains from scratch)."),
     teacher: str = proxy_options.TEACHER,
@@ -80,8 +87,18 @@ def fidelity(
 
     if not 0 < confidence < 1:
         raise UserError(f"--confidence must be in (0, 1), got {confidence}")
-    chosen = load_panel(panel, space, archs, sample_seed)  # bad panels fail before anything is written
+    if published_file is not None and panel != "published":
+        raise UserError("--published-file goes with --panel published")
+    if panel != "published":
+        chosen = load_panel(panel, space, archs, sample_seed)  # bad panels fail before anything is written
     mode = proxy_options.proxy_mode(proxy, teacher, teacher_steps, inherit_fresh=inherit_fresh, train_teacher=train)
+    if panel == "published":
+        from nas.commands.fidelity_published import published
+
+        return published(published_file=published_file, short_steps=short_steps, seeds=seeds or short_seeds,
+                         signal=signal, mode=mode, imports=imports, train=train, run_dir=run_dir, json_out=json_out,
+                         address=address, workers=workers, cpus_per_trial=cpus_per_trial,
+                         gpus_per_trial=gpus_per_trial)
     short_steps = search_steps(mode.mode) if short_steps is None else short_steps
     short = Budget(steps=short_steps)
     reference = short.replace(steps=reference_steps, image_size=reference_image_size or short.image_size,
