@@ -26,6 +26,7 @@ skipped, so the job resumes on any machine. Several processes may share the CSV 
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import platform
 import sys
@@ -36,7 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.fidelity_study import append_row, budget_hash, claim, done_keys, release  # noqa: E402
+from benchmarks.fidelity_study import append_row, budget_hash, claim, release  # noqa: E402
 from evaluators.training import Budget, evaluate_arch  # noqa: E402
 from nas.ablation.panels import paper_panel  # noqa: E402
 
@@ -53,6 +54,14 @@ REGIME = ("steps", "image_size", "width_divisor", "batch_size", "min_head_dim", 
 COLUMNS = ("probe", "label", "arch_id", "budget_hash", *REGIME, "seed", "val_loss_grid", "val_loss", "train_loss",
            "seconds_train", "seconds_val", "seconds_val_grid", "seconds_total", "proxy_params", "failed",
            "failure_reason", "threads", "machine", "torch", "finished_at", "command")
+
+
+def done_keys(path: Path) -> set[tuple[str, str, int, str, str]]:
+    """The claim keys of the rows on file."""
+    if not path.is_file():
+        return set()
+    with path.open() as f:
+        return {(r["arch_id"], r["budget_hash"], int(r["seed"]), "losses", r["probe"]) for r in csv.DictReader(f)}
 
 
 def main() -> None:
