@@ -14,6 +14,17 @@ request()  # huge pages before torch's first allocation, as the project's packag
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+pytest_plugins = ["time_budget"]  # --time-budget SECONDS (tests/time_budget.py)
+
+
+if os.environ.get("NAS_TEST_TIER") == "fast":  # `make test-fast`: a test that starts Ray is marked `ray`
+    import ray  # noqa: E402
+
+    def _refuse_ray(*args, **kwargs):
+        raise RuntimeError("this test starts Ray: mark it @pytest.mark.ray (make test-fast runs no Ray)")
+
+    ray.init = _refuse_ray
+
 
 @pytest.fixture(autouse=True)
 def _deterministic():

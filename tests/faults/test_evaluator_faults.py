@@ -86,6 +86,7 @@ def _cache_copy(domain_cache: Path, tmp_path: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 @pytest.mark.parametrize("damage, culprit, reason", [
     ("binary_sidecar", "sidecar", "is not readable JSON text"),
     ("list_sidecar", "sidecar", "is not a JSON object with recipe, train and weights_sha256"),
@@ -125,6 +126,7 @@ def lut_file(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 @pytest.mark.parametrize("damage, reason", [
     ("truncated", "it is not a readable Parquet file (Parquet magic bytes not found in footer)"),
     ("garbage", "it is not a readable Parquet file (Parquet magic bytes not found in footer)"),
@@ -231,6 +233,7 @@ def _folder_dataset(root: Path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_a_48_image_folder_dataset_is_evaluated_with_held_out_sizes_that_fit(domain_cache, tmp_path):
     cache, _ = _cache_copy(domain_cache, tmp_path)
     data = ["--data", "folder", "--data-path", _folder_dataset(tmp_path / "data")]
@@ -274,6 +277,7 @@ run_guarded(lambda: run_search(helpers.tiny_options(run_dir, trials=2, objective
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_a_search_records_an_architecture_too_large_for_the_memory_as_a_failed_trial(tmp_path, search_env):
     """A memory limit between the two warm starts' estimates: mobilediffusion trains, sd15 is a FAIL row with the
     reason, and the search finishes (a real driver process, real Ray, real trainings)."""

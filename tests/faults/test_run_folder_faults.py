@@ -91,6 +91,7 @@ def _hashes(root: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_two_drivers_started_together_one_is_refused(tmp_path, search_env):
     run_dir = tmp_path / "run"
     first, second = _driver(tmp_path, run_dir, 2), _driver(tmp_path, run_dir, 2)
@@ -108,6 +109,7 @@ def test_two_drivers_started_together_one_is_refused(tmp_path, search_env):
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_second_driver_on_a_live_run_is_refused_and_the_first_finishes(tmp_path, search_env):
     run_dir = tmp_path / "run"
     first = _driver(tmp_path, run_dir, 2, steps=60)
@@ -144,6 +146,7 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_a_copied_run_folder_resumes_into_itself(tmp_path, search_env):
     original, copy = tmp_path / "a", tmp_path / "b"
     run_search(tiny_options(original, trials=1, warm_start=(), report=False))
@@ -160,6 +163,7 @@ def test_a_copied_run_folder_resumes_into_itself(tmp_path, search_env):
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_mid_trial_interrupts_then_resume_finishes_exactly(tmp_path, search_env, sig, code):
     run_dir, n = tmp_path / "run", 2
@@ -192,6 +196,7 @@ def test_a_signal_mid_trial_interrupts_then_resume_finishes_exactly(tmp_path, se
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_a_corrupt_study_is_refused_in_one_line_and_the_report_warns(tmp_path, search_env, nas_cli):
     run_dir = tmp_path / "run"
     run_search(tiny_options(run_dir, trials=1, warm_start=(), report=False))

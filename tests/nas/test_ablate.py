@@ -51,6 +51,7 @@ def tiny_spec(seeds=2, mode="cumulative"):
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_tiny_ablation_runs_and_resumes_without_rerunning(tmp_path, search_env):
     run_dir = tmp_path / "ablate"
     settings = tiny_settings(run_dir, metrics=("latency_ms", "fid", "kid", "clip_score", "val_loss"))

@@ -10,6 +10,7 @@ from search_spaces.presets import get_preset
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_jobs_run_once_and_resume(tmp_path, search_env):
     settings = tiny_settings(tmp_path, metrics=("fid", "val_loss", "latency_ms"))
     jobs = [Job(0, "baseline", get_preset("bk_sdm_tiny"), 0), Job(1, "md", get_preset("mobilediffusion"), 0)]

@@ -132,6 +132,7 @@ def _plan(run_dir, short_seeds=2):
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_tiny_study_trains_caches_and_imports(tmp_path, search_env):
     plan = _plan(tmp_path / "fid")
     result = run_fidelity(plan, cpus_per_trial=1, command=["pytest"])

@@ -41,6 +41,7 @@ def _study(run_dir: Path) -> optuna.Study:
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_mo_asha_stops_trials_at_rungs_and_resumes_its_records(tmp_path, search_env):
     run_dir = tmp_path / "run"
     result = run_search(mo_options(run_dir, trials=6, workers=2))
@@ -99,6 +100,7 @@ run_guarded(lambda: run_search(mo_options(Path(sys.argv[1]), trials=1, steps=40,
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_a_killed_driver_resumes_the_trial_from_its_last_rung(tmp_path, search_env):
     run_dir = tmp_path / "run"
     script = tmp_path / "drive.py"
@@ -133,6 +135,7 @@ def test_a_killed_driver_resumes_the_trial_from_its_last_rung(tmp_path, search_e
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_mo_asha_on_a_ray_cluster_started_with_ray_start(tmp_path, search_env, monkeypatch):
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
     with ray_start_cluster() as address:

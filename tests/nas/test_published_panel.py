@@ -172,6 +172,7 @@ def test_published_order_is_compared_by_kendall_tau(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_tiny_published_run_trains_calls_and_resumes(tmp_path, search_env, capsys):
     from evaluators.training import Budget
     from nas.ablation.published_study import run_published

@@ -14,6 +14,7 @@ from search_spaces.presets import get_preset
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_search_runs_resumes_and_never_reruns(tmp_path, search_env):
     run_dir = tmp_path / "run"
     result = run_search(tiny_options(run_dir, trials=3))
@@ -102,6 +103,7 @@ def test_constraint_violation_skips_training(tmp_path, search_env):
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_measured_cpu_latency_keeps_its_threads_and_calibrates_only_for_a_budget(tmp_path):
     import torch
 
@@ -148,6 +150,7 @@ def test_bad_options_fail_before_writing(tmp_path, changes, message):
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_asha_stops_trials_early_and_records_them_as_stopped(tmp_path, search_env):
     from nas.schedulers import Rungs
 

@@ -26,6 +26,7 @@ def _study(run_dir: Path) -> optuna.Study:
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_sigkill_mid_run_then_resume_counts_exactly(tmp_path, search_env):
     run_dir, n = tmp_path / "run", 3
     script = tmp_path / "drive.py"
@@ -68,6 +69,7 @@ def test_sigkill_mid_run_then_resume_counts_exactly(tmp_path, search_env):
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_search_on_a_ray_cluster_started_with_ray_start(tmp_path, search_env, monkeypatch):
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
     with ray_start_cluster() as address:
@@ -107,6 +109,8 @@ def postgres():
 
 
 @pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.postgres
 def test_two_workers_share_a_postgresql_study(tmp_path, search_env, postgres):
     run_dir = tmp_path / "run"
     result = run_search(tiny_options(run_dir, trials=4, storage=postgres, workers=2, warm_start=()))

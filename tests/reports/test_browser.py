@@ -11,6 +11,8 @@ import pytest
 
 from reports import build_report
 
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # a headless Chromium (tiers: pyproject.toml)
+
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 

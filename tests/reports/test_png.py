@@ -6,6 +6,8 @@ from PIL import Image
 from core.errors import UserError
 from reports import build_report, png
 
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # a headless Chromium (tiers: pyproject.toml)
+
 
 @pytest.mark.slow
 def test_png_export_writes_every_figure(two_objective_run, tmp_path):

@@ -10,6 +10,7 @@ from reports import build_report
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 @pytest.mark.timeout(900)
 def test_report_and_export_of_a_real_search(tmp_path):
     run_dir = tmp_path / "run"

@@ -12,6 +12,7 @@ from core.run_folder import RunFolder
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 @pytest.mark.timeout(900)
 def test_piped_search_prints_one_line_per_trial(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "FORCE_COLOR", "TTY_COMPATIBLE")}
