@@ -44,6 +44,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -113,6 +114,17 @@ def claim(claims: Path, key: tuple) -> bool:
     return True
 
 
+def take(claims: Path, key: tuple, done: Callable[[], set]) -> bool:
+    """True if this process should train the trial `key` now: not on file, and claimed by this process (a trial
+    finished by another process between the two checks is released again)."""
+    if key in done() or not claim(claims, key):
+        return False
+    if key in done():
+        release(claims, key)
+        return False
+    return True
+
+
 def release(claims: Path, key: tuple) -> None:
     (claims / hashlib.sha256(repr(key).encode()).hexdigest()[:16]).unlink(missing_ok=True)
 
@@ -164,10 +176,7 @@ def main() -> None:
     for name, budget, seed in jobs:
         for label, config in panel:
             key = (config.arch_id, budget_hash(budget), seed, ev_key, name)
-            if key in done_keys(args.out) or not claim(claims, key):
-                continue
-            if key in done_keys(args.out):  # finished by another process between the two checks
-                release(claims, key)
+            if not take(claims, key, lambda: done_keys(args.out)):
                 continue
             print(f"[{time.strftime('%H:%M:%S')}] {name} seed {seed} {label} ({config.arch_id})", flush=True)
             r = evaluate_arch(config, budget, seed=seed, evaluator=evaluator, samples=not args.no_samples)
@@ -196,10 +205,7 @@ def _inherit_study(args: argparse.Namespace, panel: list, budget: Budget, evalua
     for seed in range(args.short_seeds):
         for label, config in panel:
             key = (config.arch_id, key_hash, seed, ev_key, name)
-            if key in done_keys(out) or not claim(claims, key):
-                continue
-            if key in done_keys(out):
-                release(claims, key)
+            if not take(claims, key, lambda: done_keys(out)):
                 continue
             print(f"[{time.strftime('%H:%M:%S')}] {name} {budget.steps} steps seed {seed} {label} ({config.arch_id})",
                   flush=True)

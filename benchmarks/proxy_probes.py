@@ -37,7 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.fidelity_study import append_row, budget_hash, claim, release  # noqa: E402
+from benchmarks.fidelity_study import append_row, budget_hash, release, take  # noqa: E402
 from evaluators.training import Budget, evaluate_arch  # noqa: E402
 from nas.ablation.panels import paper_panel  # noqa: E402
 
@@ -85,10 +85,7 @@ def main() -> None:
             for label in ARCHS:
                 config = panel[label]
                 key = (config.arch_id, budget_hash(budget), seed, "losses", name)
-                if key in done_keys(args.out) or not claim(claims, key):
-                    continue
-                if key in done_keys(args.out):  # finished by another process between the two checks
-                    release(claims, key)
+                if not take(claims, key, lambda: done_keys(args.out)):
                     continue
                 print(f"[{time.strftime('%H:%M:%S')}] {name} seed {seed} {label} ({config.arch_id})", flush=True)
                 r = evaluate_arch(config, budget, seed=seed, samples=False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 SETUP_KEY = pytest.StashKey[float]()
+EXCEPTIONS_KEY = pytest.StashKey[dict]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -19,6 +20,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="fail any test whose setup + call takes longer (listed exceptions excepted)")
     parser.addini("time_budget_exceptions", type="linelist", default=[],
                   help="'<node id> <seconds> <reason>' lines: tests allowed more than --time-budget")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[EXCEPTIONS_KEY] = exceptions(config)  # parsed once; a malformed line stops the session at once
 
 
 def exceptions(config: pytest.Config) -> dict[str, float]:
@@ -51,7 +56,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         return
     if call.when != "call" or not report.passed:
         return
-    limit = exceptions(item.config).get(item.nodeid, budget)
+    limit = item.config.stash[EXCEPTIONS_KEY].get(item.nodeid, budget)
     spent = item.stash.get(SETUP_KEY, 0.0) + call.duration
     if spent > limit:
         report.outcome = "failed"

@@ -106,4 +106,4 @@ class Budget:
 
 
 # Budget fields added after budgets were first hashed, with their defaults (omitted from `to_dict` at them).
-LATER_FIELDS = {"min_head_dim": 8, "context_dim": 64}
+LATER_FIELDS = {f.name: f.default for f in dataclasses.fields(Budget) if f.name in ("min_head_dim", "context_dim")}
