@@ -21,6 +21,12 @@ skipped, so the job resumes on any machine. Several processes may share the CSV 
 `fidelity_study.py`), e.g. one single-threaded process per core:
 
     nice -n 19 python benchmarks/proxy_probes.py [--probes heads32,text256] [--seeds 2] [--threads 1]
+
+`--archs` takes other labels (the paper panel's or the published panel's), e.g. the paper's harmful
+counterexamples, whose base md_transformers_low_res is transformers_low_res (same arch id, rows shared):
+
+    nice -n 19 python benchmarks/proxy_probes.py --probes latent64 \
+        --archs md_no_transformers_high_res,md_narrow_transformers
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.fidelity_study import append_row, budget_hash, release, take  # noqa: E402
 from evaluators.training import Budget, evaluate_arch  # noqa: E402
 from nas.ablation.panels import paper_panel  # noqa: E402
+from nas.ablation.published import load_published  # noqa: E402
 
 ARCHS = ("sd15", "transformers_low_res")
 BASE = Budget()  # 500 steps, 16 px, width / 16, batch 32
@@ -70,19 +77,26 @@ def main() -> None:
     ap.add_argument("--probes", default=",".join(PROBES), help=f"comma-separated, in order (from {', '.join(PROBES)})")
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--archs", default=",".join(ARCHS),
+                    help="comma-separated labels of the paper panel or the published panel "
+                         "(e.g. md_transformers_low_res,md_no_transformers_high_res,md_narrow_transformers)")
     args = ap.parse_args()
     names = [p.strip() for p in args.probes.split(",") if p.strip()]
     unknown = [p for p in names if p not in PROBES]
     if unknown:
         ap.error(f"unknown probe {unknown[0]!r}; choose from {', '.join(PROBES)}")
     torch.set_num_threads(args.threads)
-    panel = dict(paper_panel())
+    panel = dict(paper_panel()) | load_published().configs
+    labels = [a.strip() for a in args.archs.split(",") if a.strip()]
+    unknown = [a for a in labels if a not in panel]
+    if unknown:
+        ap.error(f"unknown architecture {unknown[0]!r}; choose from {', '.join(panel)}")
     claims = args.out.with_suffix(".claims")
     command = " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
     for name in names:
         budget = PROBES[name]
         for seed in range(args.seeds):
-            for label in ARCHS:
+            for label in labels:
                 config = panel[label]
                 key = (config.arch_id, budget_hash(budget), seed, "losses", name)
                 if not take(claims, key, lambda: done_keys(args.out)):
