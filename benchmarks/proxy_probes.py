@@ -15,6 +15,8 @@ budget:
   heads of 64 channels 8 heads of 8 channels at width / 16).
 - text256: a 256-wide proxy text encoder (16 px; default 64).
 - long2000: 2,000 steps at 16 px (does the gap close with training?).
+- latent64b16: latent64 at batch 16 (twice the images per step: less seed noise, since latent64 at batch 8
+  called both of the paper's harmful counterexamples neutral within a wide seed range).
 
 One CSV row per finished trial (`benchmarks/fidelity/probes.csv`, committed as rows arrive); rows on file are
 skipped, so the job resumes on any machine. Several processes may share the CSV (claims as in
@@ -54,6 +56,7 @@ PROBES = {
     "heads32": BASE.replace(min_head_dim=32),
     "text256": BASE.replace(context_dim=256),
     "latent64": BASE.replace(image_size=64, width_divisor=32, batch_size=8),
+    "latent64b16": BASE.replace(image_size=64, width_divisor=32, batch_size=16),
     "px32": BASE.replace(image_size=32),
     "long2000": BASE.replace(steps=2000),
 }
