@@ -66,6 +66,7 @@ class _TrialBase(BaseModel):
     macs_no_attention: float | None = None
     steps: int | None = None  # training steps the proxy ran
     proxy_params: int | None = None
+    proxy_scale: str | None = None  # the named proxy regime of the budget (`--proxy-scale`), or "custom"
     seconds_total: float | None = None
     sample_grid: str | None = None  # path of the sample grid PNG, relative to the run folder
     sample_captions: list[str] = Field(default_factory=list)  # captions of the grid's samples, in order

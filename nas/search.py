@@ -36,6 +36,8 @@ from core.metrics import METRICS, names
 from core.objectives import Objective
 from core.provenance import provenance
 from core.run_folder import FORMAT_VERSION, STUDY_FILE, RunFolder
+from evaluators.training.budget import LATER_FIELDS
+from evaluators.training.regimes import REGIME_FIELDS, regime_name
 from nas import rung_resume
 from nas.heartbeat import DRIVER_ATTR, Heartbeat, heartbeat_storage, stale_trial_ids
 from nas.interrupt import Interrupted, SignalGuard
@@ -45,6 +47,7 @@ from nas.schedulers import Rungs, make_scheduler, rung_signals, validate_rungs
 from nas.trial_runner import TrialSettings, check_gpu_share, constraint_values, prepare, run_trial
 from search_spaces.config import ArchConfig
 from search_spaces.presets import get_preset, preset_label
+from search_spaces.proxy import to_proxy
 from search_spaces.space import get_space
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
@@ -172,9 +175,10 @@ def validate_options(opts: SearchOptions) -> None:
     if not opts.objectives:
         raise UserError("no objectives given")
     make_sampler(opts.sampler, opts.seed, opts.trials)
+    s = opts.settings
     for name in opts.warm_start:
         space.params_of(get_preset(name))
-    s = opts.settings
+        to_proxy(get_preset(name), s.budget.scale)  # the proxy scale can halve its levels (else ConfigError)
     if s.latency_budget_ms is not None and s.latency_budget_ms <= 0:
         raise UserError(f"--latency-budget-ms must be positive, got {s.latency_budget_ms}")
     if s.max_params is not None and s.max_params <= 0:
@@ -296,6 +300,7 @@ def _open_run(opts: SearchOptions) -> _OpenRun:
                 objectives=objectives, sampler=opts.sampler, seed=opts.seed, n_trials=opts.trials,
                 storage=opts.storage, study_file=None if opts.storage else STUDY_FILE, study_name=study_name,
                 warm_start=list(opts.warm_start), budget=opts.settings.budget.to_dict(),
+                proxy_scale=regime_name(opts.settings.budget),
                 proxy=opts.settings.proxy.to_dict(), scheduler=opts.rungs.to_dict(),
                 constraints=dict(latency_budget_ms=opts.settings.latency_budget_ms,
                                  max_params=opts.settings.max_params),
@@ -503,7 +508,18 @@ def _check_same_budget(path: Path, manifest: dict, settings: TrialSettings) -> N
     stored = manifest.get("budget")
     if stored is None:
         return  # a run of a version that recorded no budget: nothing to compare
-    changed = [k for k, v in settings.budget.to_dict().items() if stored.get(k, v) != v]
+    changed = []
+    for name, value in dataclasses.asdict(settings.budget).items():
+        if name in stored:
+            before = stored[name]
+        elif name in LATER_FIELDS:  # omitted from the record while it holds its default
+            before = LATER_FIELDS[name]
+        else:  # a field the run's version did not record
+            continue
+        if before != value:
+            changed.append(name)
+    if set(changed) & set(REGIME_FIELDS):
+        changed.append(f"proxy scale {regime_name({**LATER_FIELDS, **stored})} -> {regime_name(settings.budget)}")
     proxy = manifest.get("proxy", {"mode": "scratch"})
     if proxy != settings.proxy.to_dict():
         changed.append(f"proxy ({proxy.get('mode')} -> {settings.proxy.mode})")

@@ -25,6 +25,7 @@ from evaluators.latency import latency_budget_warning, validation_on_record
 from evaluators.memory import TooLargeError, gpu_share, gpu_total_memory, share_label
 from evaluators.training import Budget, check_proxy_fits
 from evaluators.training.proxy_mode import ProxyMode, budget_hash
+from evaluators.training.regimes import regime_name
 from evaluators.training.rungs import Intermediate
 from evaluators.training.train import TrainState
 from search_spaces.config import ArchConfig
@@ -125,6 +126,7 @@ def run_trial(settings: TrialSettings, config: ArchConfig, number: int, seed: in
     row: dict[str, Any] = dict(number=number, state="COMPLETE", arch_id=config.arch_id, preset=label, seed=seed,
                                cache_key=settings.cache_key(config.arch_id, seed), cached=False,
                                config_json=config.to_json(indent=None), failure_reason=None,
+                               proxy_scale=regime_name(settings.budget),
                                **dict.fromkeys(settings.metrics),  # a failed row still names every metric (Tune)
                                **(extra or {}), **{f"p_{k}": v for k, v in (params or {}).items()})
     latency_blocks: list[dict] = []

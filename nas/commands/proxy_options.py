@@ -24,6 +24,7 @@ from evaluators.training.proxy_mode import (
     default_steps,
     parse_points,
 )
+from evaluators.training.regimes import DEFAULT_REGIME, REGIMES, ProxyRegime, get_regime
 from evaluators.training.teacher import DEFAULT_TEACHER, default_teacher_steps
 from nas.arch_input import load_config_file
 from search_spaces.presets import get_preset
@@ -41,6 +42,21 @@ FEATURE_POINTS = typer.Option("down,mid,up", "--feature-points", help="Where fea
                               "up and/or single stage outputs down<i>, up<i>; 'none' for none.")
 INHERIT_FRESH = typer.Option("", "--inherit-fresh", help="Kinds of change that start fresh instead of inheriting "
                              f"(comma-separated: {', '.join(FALLBACK_KINDS)}); recorded in every trial.")
+
+PROXY_SCALE = typer.Option(None, "--proxy-scale", help="Proxy regime (resolution, width, batch) every proxy trains "
+                           f"at: {' | '.join(REGIMES)} (default {DEFAULT_REGIME}; a resumed run keeps its own). "
+                           + "; ".join(f"{r.name}: {r.summary}" for r in REGIMES.values()) + ".")
+
+
+def proxy_regime(asked: Optional[str], stored: Optional[str] = None) -> ProxyRegime:
+    """The regime of --proxy-scale: as asked; else the resumed run's (when it is a named one); else the default.
+
+    Raises:
+        UserError: an unknown regime name.
+    """
+    if asked is not None:
+        return get_regime(asked)
+    return REGIMES.get(stored or "", REGIMES[DEFAULT_REGIME])
 
 
 def proxy_mode(proxy: str, teacher: str, teacher_steps: Optional[int] = None, distill_output: float = 1.0,

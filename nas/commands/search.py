@@ -111,6 +111,7 @@ def search(
         f"ranking as {Budget().steps} in the fidelity study, at a quarter of the time; {search_steps('inherit')} with "
         "--proxy inherit; a resumed run keeps its own)."),
     proxy: str = proxy_options.PROXY,
+    proxy_scale: Optional[str] = proxy_options.PROXY_SCALE,
     teacher: str = proxy_options.TEACHER,
     teacher_steps: Optional[int] = proxy_options.TEACHER_STEPS,
     inherit_fresh: str = proxy_options.INHERIT_FRESH,
@@ -174,8 +175,8 @@ def search(
     mode = proxy_options.proxy_mode(proxy, teacher, teacher_steps, inherit_fresh=inherit_fresh)
     steps = budget_steps if budget_steps is not None else \
         _stored_budget(stored).get("steps") or search_steps(mode.mode)
-    budget = fit_heldout(Budget(steps=steps, seconds=budget_seconds), n_val,
-                         n_samples, n_real)
+    regime = proxy_options.proxy_regime(proxy_scale, stored.get("proxy_scale"))
+    budget = fit_heldout(regime.apply(Budget(steps=steps, seconds=budget_seconds)), n_val, n_samples, n_real)
     rungs = resolve_rungs(scheduler, min_budget, eta, budget.steps, _stored_rungs(stored),
                           default=default_scheduler([o.name for o in objs], budget_seconds is not None, mode.mode))
     plan = choose_parallelism(workers, cpus_per_trial, scheduler=rungs.active, gpus_per_trial=gpus_per_trial,

@@ -221,3 +221,29 @@ def test_resuming_with_another_budget_exits_2_and_leaves_the_folder_alone(tmp_pa
     code, _, err = nas_cli("search", "--run-dir", path, "--resume", "--budget", "200")
     assert code == 2 and "another budget or proxy mode (steps)" in err and len(err.strip().splitlines()) == 1, err
     assert {p.name: p.stat().st_mtime_ns for p in path.iterdir()} == before
+
+
+@pytest.mark.parametrize("stored, args, message", [
+    (dict(steps=100), ["--proxy-scale", "latent64"], "width_divisor, proxy scale fast -> latent64"),
+    (dict(steps=100, image_size=64, width_divisor=32, batch_size=8, min_head_dim=32), ["--budget", "100"],
+     "min_head_dim"),  # a later field away from its default, given back at its default: changed, not ignored
+])
+def test_resuming_at_another_proxy_scale_exits_2_naming_both(tmp_path, nas_cli, stored, args, message):
+    from evaluators.training import Budget
+
+    path = tmp_path / "run"
+    RunFolder.create(path, dict(name="run", space="unet_mobile", study_name="nas-run", study_file="study.db",
+                                objectives=[{"name": "val_loss_grid", "direction": "minimize"},
+                                            {"name": "latency_ms", "direction": "minimize"}],
+                                budget=Budget(**stored).to_dict(), proxy={"mode": "scratch"}, proxy_scale="latent64"
+                                if "image_size" in stored else "fast"))
+    before = {p.name: p.stat().st_mtime_ns for p in path.iterdir()}
+    code, _, err = nas_cli("search", "--run-dir", path, "--resume", *args)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert {p.name: p.stat().st_mtime_ns for p in path.iterdir()} == before
+
+
+def test_an_unknown_proxy_scale_exits_2_before_writing(tmp_path, nas_cli):
+    code, _, err = nas_cli("search", "--run-dir", tmp_path / "run", "--proxy-scale", "tiny")
+    assert code == 2 and "unknown proxy scale 'tiny'" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
