@@ -202,6 +202,7 @@ class MeasuredPredictor(Predictor):
         self.backend, self.store, self.max_memory = backend, store, max_memory
         self.layouts = backend.layout_sensitive
         self.rounds, self.model_rounds = rounds, model_rounds
+        self._replacing = replace  # until the first save replaced the stored table
         lut = None if replace else store.load(backend.name)
         if speed_probe is None:  # as the stored table was measured, else on
             speed_probe = lut is None or lut.fingerprint.get("speed_probe", "off") != "off"
@@ -221,6 +222,25 @@ class MeasuredPredictor(Predictor):
                             f"(stored vs now: {diff}){hint}; use another --lut-dir, or rebuild it with `nas lut build "
                             f"--device {backend.name} --replace`")
         self.lut = lut or Lut(backend.name, "measured", fingerprint, self._conditions())
+
+    def _take_stored(self) -> None:
+        """Take in what another process stored since this table was loaded (a parallel trial's blocks, a `nas lut
+        build`, a calibration): the same fingerprint, so the same device's measurements. Without it a process
+        re-measures what the file already holds, and its next save drops the other process's entries."""
+        if self._replacing:
+            return
+        stored = self.store.load(self.device)
+        if stored is None or stored.fingerprint != self.lut.fingerprint:
+            return
+        for key, entry in stored.entries.items():
+            self.lut.entries.setdefault(key, entry)
+        for size, fit in stored.calibration.items():
+            self.lut.calibration.setdefault(size, fit)
+
+    def _save(self) -> None:
+        self._take_stored()
+        self.store.save(self.lut)
+        self._replacing = False
 
     def _conditions(self) -> dict:
         return {"rounds": self.rounds, "model_rounds": self.model_rounds, "warmup": f"{WARMUP_CALLS} calls (at most "
@@ -269,6 +289,7 @@ class MeasuredPredictor(Predictor):
         Raises:
             TooLargeError: a chunk's estimated memory exceeds the limit (checked before any is measured).
         """
+        self._take_stored()
         sigs = [s for s in sigs if s.key not in self.lut.entries]
         chunks = _chunks(sigs, lambda s: block_params(s.spec), CHUNK_BLOCKS, CHUNK_BLOCK_PARAMS)
         if chunks:
@@ -287,7 +308,7 @@ class MeasuredPredictor(Predictor):
             del runners
             for key, t in timings.items():
                 self.lut.entries[key] = Entry(t.ms, t.std_ms, t.n)
-            self.store.save(self.lut)
+            self._save()
             done += len(chunk)
             if progress:
                 progress(done, len(sigs))
@@ -382,7 +403,7 @@ class MeasuredPredictor(Predictor):
             points.append((config.arch_id, block_sum, timing.ms))
         calibration = Calibration.fit(points)
         self.lut.calibration[str(self.image_size // 8)] = asdict(calibration)
-        self.store.save(self.lut)
+        self._save()
         return calibration
 
     def calibration(self) -> Calibration | None:
@@ -399,6 +420,9 @@ class MeasuredPredictor(Predictor):
 
     def overhead_ms(self, block_sum, calibrate):
         calibration = self.calibration()
+        if calibration is None:  # another process may have fitted it since
+            self._take_stored()
+            calibration = self.calibration()
         if calibration is None and calibrate:
             calibration = self.calibrate()
         return (calibration.overhead(block_sum), True) if calibration else (0.0, False)

@@ -44,6 +44,19 @@ def test_ensure_measures_only_missing_blocks_and_stores_them(lut_dir, tiny_varia
     assert stored.fingerprint["threads"] == 1 and stored.fingerprint["cpu"]
 
 
+def test_two_predictors_of_one_table_share_what_each_measured(lut_dir, tiny_variants):
+    """Two processes on one LUT file (parallel trials, a `nas lut build` beside a search): each takes in what the
+    other stored instead of measuring it again, and neither's save drops the other's entries."""
+    first, second = _cpu(), _cpu()  # both loaded the (empty) table before either measured
+    measured = first.ensure(tiny_variants[:1])
+    assert measured > 0 and second.ensure(tiny_variants[:1]) == 0  # the first's blocks, taken from the file
+    assert second.ensure(tiny_variants) > 0 and first.ensure(tiny_variants) == 0
+    stored = LutStore(lut_dir).load("cpu")
+    assert set(stored.entries) == set(first.lut.entries) == set(second.lut.entries)
+    again = _cpu(replace=True)  # a rebuild starts afresh: it takes in nothing until its first save
+    assert again.ensure(tiny_variants[:1]) == measured
+
+
 def test_prediction_is_the_sum_of_blocks_plus_overhead(lut_dir, tiny):
     predictor = _cpu()
     uncalibrated = predictor.predict(tiny, calibrate=False)  # measures missing blocks on demand
