@@ -9,12 +9,11 @@ reference, the seed ceiling, the panel and the reference it was measured against
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from core.cache import cache_dir
-from core.io import write_json
+from core.io import read_json_object, write_json
 
 SHIPPED = Path(__file__).with_name("fidelity_record.json")
 USER_FILE = "fidelity_record.json"
@@ -26,14 +25,6 @@ def _user_record() -> Path:
     return Path(cache_dir()) / USER_FILE
 
 
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):  # no record yet, or an unreadable one: nothing is on record there
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def key(budget_hash: str, evaluator_id: str | None) -> str:
     return f"{budget_hash}:{evaluator_id}"
 
@@ -41,7 +32,7 @@ def key(budget_hash: str, evaluator_id: str | None) -> str:
 def on_record(budget_hash: str, evaluator_id: str | None) -> dict[str, Any] | None:
     """The study on record for this budget and evaluator (the user's own first), or None."""
     for path in (_user_record(), SHIPPED):
-        entry = _read(path).get(key(budget_hash, evaluator_id))
+        entry = read_json_object(path).get(key(budget_hash, evaluator_id))
         if entry:
             return entry | {"record": str(path)}
     return None
@@ -50,7 +41,7 @@ def on_record(budget_hash: str, evaluator_id: str | None) -> dict[str, Any] | No
 def record(budget_hash: str, evaluator_id: str | None, study: dict[str, Any], shipped: bool = False) -> Path:
     """Add (or replace) the entry of a finished study; returns the record file written."""
     path = SHIPPED if shipped else _user_record()
-    data = _read(path)
+    data = read_json_object(path)
     data[key(budget_hash, evaluator_id)] = study
     return write_json(path, data)
 

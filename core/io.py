@@ -1,4 +1,5 @@
-"""Atomic file writes: write to a temporary file in the same folder, then rename over the target."""
+"""Atomic file writes (write to a temporary file in the same folder, then rename over the target), and the
+forgiving read of a JSON record."""
 
 from __future__ import annotations
 
@@ -56,3 +57,13 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
 
 def write_json(path: str | Path, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json_object(path: str | Path) -> dict[str, Any]:
+    """The JSON object in `path`, or {} when the file is missing, unreadable or holds no object (a record
+    that is not there yet, or a damaged one: nothing is on record in it)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

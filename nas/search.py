@@ -31,6 +31,7 @@ import optuna
 import pandas as pd
 
 from core.errors import UserError
+from core import agreement_record
 from core.fidelity_record import on_record
 from core.metrics import METRICS, names
 from core.objectives import Objective
@@ -591,6 +592,7 @@ def _search(opts: SearchOptions, opened: _OpenRun, guard: SignalGuard, began: fl
         manifest.update(prepare(settings, [get_preset(n) for n in opts.warm_start], progress=prepare_progress))
         evaluator_id = manifest.get("evaluator", {}).get("model_id")
         manifest["fidelity"] = on_record(settings.budget_hash, evaluator_id)
+        manifest["published_agreement"] = agreement_record.on_record(settings.budget_hash)
         if opts.rungs.active:  # each rung's signal ranks by its own fidelity, measured at that budget
             manifest["rung_fidelity"] = {
                 str(step): on_record(dataclasses.replace(settings, budget=settings.budget.replace(steps=step))

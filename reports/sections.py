@@ -20,6 +20,7 @@ import pandas as pd
 # and wants a reference point in raw units, so the history is computed here on normalised values.
 from optuna._hypervolume import compute_hypervolume
 
+from core.agreement_record import summary as agreement_summary
 from core.fidelity_record import brief as fidelity_brief
 from core.fidelity_record import summary as fidelity_summary
 from core.metrics import METRIC_DIRECTIONS, METRICS, get_metric, names
@@ -88,6 +89,9 @@ def header_info(data: RunData) -> HeaderInfo:
     notes = [f"Optuna study unavailable: {data.study_error}; Pareto set computed from the trials table, "
              "importances omitted."] if data.study is None else []
     notes += [f"Proxy fidelity of {o.label} at this budget: {fidelity_summary(m.get('fidelity'), o.name)}."
+              for o in data.objectives if get_metric(o.name).needs_training]
+    notes += [f"Against published full-scale results ({o.label}): "
+              f"{agreement_summary(m.get('published_agreement'), o.name)}."
               for o in data.objectives if get_metric(o.name).needs_training]
     objective_names = {o.name for o in data.objectives}
     shown = [n for n in QUALITY_SHOWN if n not in objective_names and n in data.trials.columns

@@ -76,14 +76,16 @@ def call_table(panel: PublishedPanel, trials: pd.DataFrame, signals: tuple[str, 
     return pd.DataFrame(out)
 
 
-def agreement(calls: pd.DataFrame, signal: str) -> dict[str, int]:
+def agreement(calls: pd.DataFrame, signal: str) -> dict[str, Any]:
     """How often the proxy's call on `signal` is the paper's: `agree` of `measured` outcomes (same word),
-    `harm_agree` (hurts vs not hurts), `missing` (no call: not measured or one seed)."""
+    `harm_agree` (hurts vs not hurts), `missing` (no call: not measured or one seed), and the `misses` (labels
+    of the measured outcomes called otherwise, when the table has labels)."""
     called = calls[calls[f"{signal}_call"].notna()] if f"{signal}_call" in calls.columns else calls.iloc[:0]
     same = called[f"{signal}_call"] == called["paper_call"] if len(called) else pd.Series(dtype=bool)
     harm = (called[f"{signal}_call"] == "hurts") == (called["paper_call"] == "hurts") if len(called) else same
+    misses = [str(v) for v in called.loc[~same, "label"]] if "label" in called.columns and len(called) else []
     return dict(signal=signal, agree=int(same.sum()), measured=len(called), harm_agree=int(harm.sum()),
-                missing=len(calls) - len(called))
+                missing=len(calls) - len(called), misses=misses)
 
 
 def order_taus(panel: PublishedPanel, trials: pd.DataFrame, signals: tuple[str, ...]) -> list[dict[str, Any]]:

@@ -18,10 +18,12 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from core import agreement_record
 from core.console import warn
 from core.errors import UserError
 from core.io import atomic_path, write_json, write_text
 from core.provenance import provenance
+from evaluators.training.regimes import regime_name
 from nas.ablation.fidelity import KIND, budget_rows, describe, import_trials, read_imports
 from nas.ablation.published import PublishedPanel
 from nas.ablation.published_calls import NEUTRAL_RULE, agreement, call_table, order_taus
@@ -72,8 +74,11 @@ def _trials(jobs: list[Job], rows: list[dict[str, Any]]) -> pd.DataFrame:
 def run_published(panel: PublishedPanel, settings: TrialSettings, *, seeds: int = 2, signal: str = "val_loss_grid",
                   imports: list[Path] = (), train: bool = True, command: list[str] | None = None,
                   address: str | None = None, workers: int = 1, cpus_per_trial: float = 2.0,
-                  gpus_per_trial: float = 0.0, progress: Callable[[int, int], None] | None = None) -> PublishedResult:
-    """Train (or resume, import, or only read with `train=False`) the published panel and write its calls.
+                  gpus_per_trial: float = 0.0, progress: Callable[[int, int], None] | None = None,
+                  record_shipped: bool = False) -> PublishedResult:
+    """Train (or resume, import, or only read with `train=False`) the published panel and write its calls; the
+    agreement counts go on the user's agreement record (and with `record_shipped` on the package's), keyed by the
+    budget, where every search at that budget finds them (`core.agreement_record`).
 
     Raises:
         UserError: fewer than 2 seeds, a signal that is no quality metric, a wall-clock budget, unreadable imports.
@@ -107,7 +112,14 @@ def run_published(panel: PublishedPanel, settings: TrialSettings, *, seeds: int 
     prov = provenance(seeds=dict(short=seeds), device=settings.device, evaluator=dict(short=evaluator),
                       budgets=dict(short=settings.budget.to_dict()), panel="published",
                       published_file=str(panel.path), budget=describe(settings))
-    return write_published(run.path, panel, trials, signals, prov)
+    result = write_published(run.path, panel, trials, signals, prov)
+    entry = dict(signals={a["signal"]: a for a in result.agreement}, orders=result.orders,
+                 budget=describe(settings), regime=regime_name(settings.budget), seeds=seeds,
+                 created=prov.get("created"), run_dir=str(run.path), evaluator=evaluator.get("model_id"))
+    agreement_record.record(settings.budget_hash, entry)
+    if record_shipped:
+        agreement_record.record(settings.budget_hash, entry, shipped=True)
+    return result
 
 
 def write_published(run_path: Path, panel: PublishedPanel, trials: pd.DataFrame, signals: list[str],

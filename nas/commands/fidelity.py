@@ -46,6 +46,12 @@ def fidelity(
                                               "committed trials)."),
     proxy: str = typer.Option("scratch", "--proxy", help="How the short budget's proxies start: scratch | inherit "
                               "(from the trained --teacher, distilled; the reference always trains from scratch)."),
+    proxy_scale: Optional[str] = typer.Option(None, "--proxy-scale", help="Proxy regime of the short budget (as "
+                                              "`nas search --proxy-scale`; default fast)."),
+    reference_proxy_scale: Optional[str] = typer.Option(
+        None, "--reference-proxy-scale", help="Proxy regime of the reference (default: the short's): scale "
+        "fidelity, e.g. --proxy-scale fast --reference-proxy-scale px32 --reference-steps <short's>: does the "
+        "short regime rank like a larger one? --reference-image-size / --reference-width-divisor override it."),
     teacher: str = proxy_options.TEACHER,
     teacher_steps: Optional[int] = proxy_options.TEACHER_STEPS,
     inherit_fresh: str = proxy_options.INHERIT_FRESH,
@@ -68,7 +74,8 @@ def fidelity(
     target: str = typer.Option("fid", "--target", help="The reference's quality metric every short signal is also "
                                "ranked against (does the cheap signal predict the quality the reference measures?)."),
     record_shipped: bool = typer.Option(False, "--record-shipped", help="Maintainers: also put a complete study "
-                                        "on the package's shipped record (core/fidelity_record.json)."),
+                                        "on the package's shipped record (core/fidelity_record.json; with --panel "
+                                        "published, core/agreement_record.json)."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run folder (default runs/fidelity-<time>); "
                                            "an existing fidelity run folder is resumed."),
     address: Optional[str] = typer.Option(None, "--address", help="Existing Ray cluster host:port."),
@@ -92,17 +99,20 @@ def fidelity(
     if panel != "published":
         chosen = load_panel(panel, space, archs, sample_seed)  # bad panels fail before anything is written
     mode = proxy_options.proxy_mode(proxy, teacher, teacher_steps, inherit_fresh=inherit_fresh, train_teacher=train)
+    regime = proxy_options.proxy_regime(proxy_scale)
+    reference_regime = proxy_options.proxy_regime(reference_proxy_scale) if reference_proxy_scale else regime
     if panel == "published":
         from nas.commands.fidelity_published import published
 
         return published(published_file=published_file, short_steps=short_steps, seeds=seeds or short_seeds,
                          signal=signal, mode=mode, imports=imports, train=train, run_dir=run_dir, json_out=json_out,
                          address=address, workers=workers, cpus_per_trial=cpus_per_trial,
-                         gpus_per_trial=gpus_per_trial)
+                         gpus_per_trial=gpus_per_trial, regime=regime, record_shipped=record_shipped)
     short_steps = search_steps(mode.mode) if short_steps is None else short_steps
-    short = Budget(steps=short_steps)
-    reference = short.replace(steps=reference_steps, image_size=reference_image_size or short.image_size,
-                              width_divisor=reference_width_divisor or short.width_divisor)
+    short = regime.apply(Budget(steps=short_steps))
+    reference = reference_regime.apply(short).replace(steps=reference_steps)
+    reference = reference.replace(image_size=reference_image_size or reference.image_size,
+                                  width_divisor=reference_width_divisor or reference.width_divisor)
     base = TrialSettings(run_dir=str(_run_dir(run_dir, "fidelity")), metrics=QUALITY_KEYS, budget=short,
                          threads=max(1, int(cpus_per_trial)), device="cuda" if gpus_per_trial > 0 else "cpu",
                          gpu_fraction=gpus_per_trial,

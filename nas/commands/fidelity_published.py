@@ -12,6 +12,7 @@ from rich.table import Table
 from core.console import console, err_console, print_json
 from evaluators.training import Budget
 from evaluators.training.proxy_mode import ProxyMode
+from evaluators.training.regimes import DEFAULT_REGIME, REGIMES, ProxyRegime
 from nas.commands.ablate import PROGRESS_COLUMNS, BarProgress, _run_dir
 from nas.trial_runner import QUALITY_KEYS, TrialSettings
 
@@ -21,12 +22,15 @@ if TYPE_CHECKING:
 
 def published(*, published_file: Optional[Path], short_steps: Optional[int], seeds: int, signal: str,
               mode: ProxyMode, imports: list[Path], train: bool, run_dir: Optional[Path], json_out: bool,
+              regime: ProxyRegime = REGIMES[DEFAULT_REGIME], record_shipped: bool = False,
               **resources: Any) -> None:
     """Load the published panel, train or import its architectures at the short budget and print the calls.
 
     Args:
         short_steps: training steps (default: the evaluator's default budget, the one the committed
             `benchmarks/fidelity/trials.csv` short rows were trained at).
+        regime: the proxy regime the panel trains at (`--proxy-scale`).
+        record_shipped: also put the agreement on the package's shipped record (core/agreement_record.json).
         resources: address, workers, cpus_per_trial and gpus_per_trial, as `nas fidelity` takes them.
 
     Raises:
@@ -37,7 +41,7 @@ def published(*, published_file: Optional[Path], short_steps: Optional[int], see
     from nas.ablation.published_study import published_jobs, run_published
 
     panel = load_published(published_file)  # a bad file fails before anything is written
-    budget = Budget() if short_steps is None else Budget(steps=short_steps)
+    budget = regime.apply(Budget() if short_steps is None else Budget(steps=short_steps))
     cpus = resources.get("cpus_per_trial", 2.0)
     gpus = resources.get("gpus_per_trial", 0.0)
     settings = TrialSettings(run_dir=str(_run_dir(run_dir, "fidelity")), metrics=QUALITY_KEYS, budget=budget,
@@ -48,7 +52,7 @@ def published(*, published_file: Optional[Path], short_steps: Optional[int], see
         task = bar.add_task(f"published panel ({len(panel.architectures())} archs, {seeds} seeds)", total=total)
         result = run_published(panel, settings, seeds=seeds, signal=ALIASES.get(signal, signal), imports=imports,
                                train=train, command=["nas", *sys.argv[1:]], progress=BarProgress(bar, task),
-                               **resources)
+                               record_shipped=record_shipped, **resources)
     if json_out:
         print_json(result.to_dict())
         return

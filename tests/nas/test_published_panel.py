@@ -60,10 +60,10 @@ def test_call_rule_on_hand_made_numbers():
 
 
 def test_agreement_counts_a_harmful_outcome_called_neutral_as_a_miss():
-    calls = pd.DataFrame(dict(paper_call=["hurts", "hurts", "neutral", "neutral", "helps"],
+    calls = pd.DataFrame(dict(label=list("abcde"), paper_call=["hurts", "hurts", "neutral", "neutral", "helps"],
                               val_loss_grid_call=["neutral", "hurts", "neutral", "helps", None]))
     assert agreement(calls, "val_loss_grid") == dict(signal="val_loss_grid", agree=2, measured=4, harm_agree=3,
-                                                     missing=1)
+                                                     missing=1, misses=["a", "d"])
 
 
 def test_call_table_reads_seed_ranges_from_trials(tmp_path):
@@ -173,7 +173,7 @@ def test_published_order_is_compared_by_kendall_tau(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_tiny_published_run_trains_calls_and_resumes(tmp_path, search_env, capsys):
+def test_tiny_published_run_trains_calls_and_resumes(tmp_path, search_env, ray_address, capsys):
     from evaluators.training import Budget
     from nas.ablation.published_study import run_published
     from nas.commands.fidelity_published import print_result
@@ -185,7 +185,7 @@ def test_tiny_published_run_trains_calls_and_resumes(tmp_path, search_env, capsy
                   call="hurts", source={})]
     panel = _small_panel(tmp_path, rows=three)  # 3 rows over 3 architectures
     settings = tiny_settings(tmp_path / "run", metrics=QUALITY_KEYS)
-    result = run_published(panel, settings, seeds=2, cpus_per_trial=1, command=["pytest"])
+    result = run_published(panel, settings, seeds=2, cpus_per_trial=1, command=["pytest"], address=ray_address)
     assert result.missing == 0 and result.signals == ["val_loss_grid", "fid", "clip_score"]
     assert all(c["val_loss_grid_call"] in CALLS and c["fid_call"] in CALLS for c in result.calls)
     assert [a["measured"] for a in result.agreement] == [3, 3, 3]
@@ -193,6 +193,12 @@ def test_tiny_published_run_trains_calls_and_resumes(tmp_path, search_env, capsy
     assert len(trials) == 6 and set(trials["state"]) == {"COMPLETE"}
     print_result(result, Budget(steps=settings.budget.steps), 2)
     assert "agrees with the paper on" in capsys.readouterr().out
+    from core import agreement_record  # every search at this budget now finds the agreement on record
+
+    entry = agreement_record.on_record(settings.budget_hash)
+    assert entry["signals"]["val_loss_grid"]["measured"] == 3 and entry["regime"] == "custom"
+    assert entry["record"].startswith(str(search_env)) and entry["seeds"] == 2  # the user's record, not the package's
+    assert "of 3 measured outcomes" in agreement_record.summary(entry, "val_loss_grid")
 
     again = run_published(panel, settings, seeds=2, train=False, command=["pytest"])  # from the run folder
     assert again.calls == result.calls

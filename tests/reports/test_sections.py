@@ -43,11 +43,12 @@ def test_header_reports_provenance(data):
     assert h.latency_estimate and h.device == "iphone15pro" and h.lut == "roofline:iphone15pro"
     assert h.objectives == ["FID ↓", "CLIP score ↑", "latency (ms) ↓"]
     assert (h.space, h.sampler, h.seed, h.feature_source) == ("unet_mobile", "nsga2", 0, "domain")
-    # the only notes: each quality objective's proxy fidelity, not measured for the fixture's budget, and the
-    # quality signals the trials recorded beside the objectives
+    # the only notes: each quality objective's proxy fidelity and published-panel agreement, both not measured
+    # for the fixture's budget, and the quality signals the trials recorded beside the objectives
     assert [n for n in h.notes if n.startswith("Proxy fidelity of")] == h.notes[:2]
-    assert all("not measured" in n for n in h.notes[:2])
-    assert h.notes[2:] == ["Shown, not optimised (rank agreement with the reference at this budget): KID not "
+    assert [n for n in h.notes if n.startswith("Against published full-scale results")] == h.notes[2:4]
+    assert all("not measured" in n for n in h.notes[:4])
+    assert h.notes[4:] == ["Shown, not optimised (rank agreement with the reference at this budget): KID not "
                            "measured; val loss not measured."]
 
 
@@ -67,6 +68,18 @@ def test_header_states_the_fidelity_on_record_for_each_quality_objective(data, m
     clip = next(n for n in notes if n.startswith("Proxy fidelity of CLIP score"))
     assert "seed ceiling 0.51" in clip and "against the reference's fid: tau 0.10 [-0.50, 0.70]" in clip
     assert notes[-1].endswith("KID not measured; val loss not measured.")  # the record has neither
+
+
+def test_header_states_the_published_panel_agreement_on_record(data, monkeypatch):
+    """A run whose manifest carries the published-panel study on record for its budget states "agrees with the
+    papers on k of n", what was not measured and which outcomes it called otherwise."""
+    entry = dict(budget="125 steps, 16 px, width / 16", seeds=2, created="2026-12-08", signals=dict(
+        fid=dict(signal="fid", agree=8, measured=8, harm_agree=8, missing=8, misses=[])))
+    monkeypatch.setattr(data, "manifest", data.manifest | {"published_agreement": entry})
+    notes = [n for n in header_info(data).notes if n.startswith("Against published full-scale results")]
+    assert "agrees with the published full-scale results on 8 of 8 measured outcomes (8 of 16 not measured; " \
+           "125 steps, 16 px, width / 16, 2 seeds" in notes[0]
+    assert "not measured for clip_score" in notes[1]  # the record has no call on it
 
 
 def test_header_says_when_trials_drew_no_samples(data, monkeypatch):
