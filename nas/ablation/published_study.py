@@ -115,7 +115,8 @@ def run_published(panel: PublishedPanel, settings: TrialSettings, *, seeds: int 
     result = write_published(run.path, panel, trials, signals, prov)
     entry = dict(signals={a["signal"]: a for a in result.agreement}, orders=result.orders,
                  budget=describe(settings), regime=regime_name(settings.budget), seeds=seeds,
-                 created=prov.get("created"), run_dir=str(run.path), evaluator=evaluator.get("model_id"))
+                 created=prov.get("created"), run_dir=str(run.path), evaluator=evaluator.get("model_id"),
+                 command=" ".join(command or []))
     agreement_record.record(settings.budget_hash, entry)
     if record_shipped:
         agreement_record.record(settings.budget_hash, entry, shipped=True)
