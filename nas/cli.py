@@ -9,7 +9,7 @@ from typing import Callable
 
 import typer
 
-from core.errors import UserError
+from core.errors import RunFailed, UserError
 from nas.interrupt import Interrupted
 
 # Command modules, in `nas --help` order. A module registers its commands on the root app.
@@ -36,13 +36,17 @@ for _module in COMMAND_MODULES:
 
 
 def run_guarded(fn: Callable[[], object]) -> None:
-    """Run `fn` with the command line's exit contract: a user error is one line on stderr and exit status 2;
-    an interrupted run is one line and 130 (SIGINT) or 143 (SIGTERM)."""
+    """Run `fn` with the command line's exit contract: a user error is one line on stderr and exit status 2; a
+    run that produced nothing (`RunFailed`) one line and 1; an interrupted run one line and 130 (SIGINT) or 143
+    (SIGTERM)."""
     try:
         fn()
     except UserError as exc:
         print(f"nas: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except RunFailed as exc:  # the input was fine, the run produced nothing: not a success
+        print(f"nas: error: {exc}", file=sys.stderr)
+        sys.exit(1)
     except Interrupted as exc:  # the run settled what it could and says how to resume
         print(f"nas: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)

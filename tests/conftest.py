@@ -82,6 +82,5 @@ def ray_address(search_env):
     `search_env`, so its workers see the same private caches; stopped (only its own processes) at the end."""
     from search_helpers import ray_start_cluster
 
-    os.environ["RAY_AUTH_MODE"] = "token"  # ray_start_cluster's token (Ray caches the mode per process)
     with ray_start_cluster(num_cpus=2) as address:
         yield address

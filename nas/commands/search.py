@@ -6,6 +6,7 @@ import datetime as _dt
 from pathlib import Path
 from typing import Optional
 
+import pandas as pd
 import typer
 from rich.progress import (
     BarColumn,
@@ -17,7 +18,7 @@ from rich.progress import (
 )
 
 from core.console import console, err_console, print_json, warn
-from core.errors import UserError
+from core.errors import RunFailed, UserError
 from core.metrics import METRIC_DIRECTIONS, sample_metrics
 from core.objectives import QUALITY, parse_objectives
 from core.run_folder import RunFolder
@@ -221,8 +222,10 @@ def search(
 
         result = run_search(opts, progress=on_trial, prepare_progress=on_prepare)
         bar.update(prep, visible=False)
+    failures = failure_summary(RunFolder(result.run_dir).read_trials()) if result.n_failed else ""
     if json_out:
         print_json(result.to_dict())
+        _check_some_complete(result, failures)
         return
     console.print(pareto_table(result.pareto, result.n_complete, result.n_failed, tuple(o.name for o in objs),
                                result.n_stopped))
@@ -238,6 +241,36 @@ def search(
                   f"{t.get('ray_startup', 0):.1f} s ({t.get('ray_memory_mb', 0):.0f} MB), trials {t.get('trials', 0):.0f} s, "
                   f"report {t.get('report', 0):.0f} s"
                   + (f" (scheduler decisions {t['scheduler']:.3f} s of the trials)" if "scheduler" in t else ""))
+    if failures and result.n_complete:
+        console.print(f"{result.n_failed} trial(s) failed: {failures}", soft_wrap=True)
+    _check_some_complete(result, failures)
+
+
+def failure_summary(trials: pd.DataFrame, most: int = 3) -> str:
+    """The failed trials' reasons, most frequent first, e.g. "2 x training the proxy ... needs about ...; 1 x ..."
+    (the first sentence of each, at most `most` reasons; the full text is in each trial's metrics.json)."""
+    if not len(trials) or "failure_reason" not in trials.columns:
+        return ""
+    failed = trials[trials["state"] == "FAIL"]["failure_reason"].fillna("no reason recorded").astype(str)
+    counts = failed.map(lambda r: r.split(". ")[0].rstrip(".")[:160]).value_counts()
+    parts = [f"{n} x {reason}" for reason, n in counts.iloc[:most].items()]
+    if len(counts) > most:
+        parts.append(f"{int(counts.iloc[most:].sum())} more with {len(counts) - most} other reason(s)")
+    return "; ".join(parts)
+
+
+def _check_some_complete(result, failures: str) -> None:
+    """A search that completed no trial did not succeed, whatever its input: exit status 1, one line.
+
+    Raises:
+        RunFailed: not one trial completed (the reasons of the failed ones, and that the run folder resumes).
+    """
+    if result.n_complete == 0:
+        states = RunFolder(result.run_dir).read_trials()["state"].value_counts()
+        ended = ", ".join(f"{n} {state}" for state, n in states.items()) or "none ran"
+        raise RunFailed(f"no trial completed ({ended}" + (f"; failed: {failures}" if failures else "")
+                        + f"); {result.run_dir} resumes with `nas search --run-dir {result.run_dir} --resume` once "
+                        "the cause is fixed")
 
 
 def register(app: typer.Typer) -> None:
