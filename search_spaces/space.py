@@ -18,7 +18,7 @@ from search_spaces.config import ArchConfig
 from search_spaces.errors import UserError
 from search_spaces.registry import Registry
 
-SPACES: Registry["SearchSpace"] = Registry("search space")
+SPACES: Registry["SearchSpace"] = Registry("search space", builtins=("search_spaces.unet_mobile",))
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,6 @@ class SearchSpace(ABC):
 
 
 def get_space(name: str) -> SearchSpace:
-    """The registered space `name` (raises UnknownNameError listing the known spaces)."""
-    import search_spaces.unet_mobile  # noqa: F401  (registers the built-in spaces)
-
+    """The registered space `name` (raises UnknownNameError listing the known spaces; the package's import
+    registered the built-in ones)."""
     return SPACES.create(name)

@@ -72,15 +72,3 @@ def search_env(tmp_path_factory):
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
-
-
-@pytest.fixture(scope="session")
-def ray_address(search_env):
-    """One Ray cluster per test process, started with `ray start` on loopback (as a user starts one) and shared
-    by the tests that run trials in-process and do not test Ray's own start-up: a search connects to it in about
-    0.5 s where a local Ray costs about 10 s to start and stop (BENCHMARKS.md, test suite). Started after
-    `search_env`, so its workers see the same private caches; stopped (only its own processes) at the end."""
-    from search_helpers import ray_start_cluster
-
-    with ray_start_cluster(num_cpus=2) as address:
-        yield address

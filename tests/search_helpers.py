@@ -49,16 +49,16 @@ def ray_start_cluster(num_cpus: int = 2):
 
     It runs in its own temp folder (short: Ray's socket paths must fit in 107 bytes) and stopping it kills only
     its own processes: `ray stop` would kill every Ray on the machine, a parallel test worker's included. Token
-    authentication is off (RAY_AUTH_MODE=disabled, Ray's default for a driver): a test process caches its auth
-    mode at its first Ray connection, and every test of a session must connect to this cluster and start local
-    Rays alike; the cluster listens on loopback only (tools/loopback.sh)."""
+    authentication (Ray 2.5x): the cluster and this driver share the default token file (~/.ray/auth_token; the
+    caller sets RAY_AUTH_MODE=token, since Ray caches the token per process)."""
     import psutil
 
     bin_dir, port = Path(sys.executable).parent, free_port()
+    subprocess.run([str(bin_dir / "ray"), "get-auth-token", "--generate"], check=True, capture_output=True)
     temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     subprocess.run([str(bin_dir / "ray"), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
                     f"--num-cpus={num_cpus}", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
-                   check=True, capture_output=True, env=dict(os.environ) | {"RAY_AUTH_MODE": "disabled"})
+                   check=True, capture_output=True, env=dict(os.environ))
 
     def ours(proc) -> bool:
         try:

@@ -28,9 +28,10 @@ from nas.ablation.stats import mean_ci
 from nas.executor import Job, finished_row, run_jobs
 from nas.trial_runner import QUALITY_KEYS, TrialSettings, prepare
 
-ROW_COLUMNS = ("step", "mode", "description", "arch_id", "params", "macs", "latency_ms", "fid", "fid_ci", "kid",
-               "kid_ci", "clip_score", "clip_score_ci", "val_loss", "val_loss_ci", "n_seeds", "n_ok", "in_space",
-               "failures")
+# Every quality metric of the registry with its interval (so the search's default signal, val_loss_grid, CMMD and
+# the teacher distance are in the table like FID), between the cost columns and the seed counts.
+ROW_COLUMNS = ("step", "mode", "description", "arch_id", "params", "macs", "latency_ms",
+               *(c for m in QUALITY_KEYS for c in (m, f"{m}_ci")), "n_seeds", "n_ok", "in_space", "failures")
 DELTA_METRICS = ("params", "macs", "latency_ms") + QUALITY_KEYS
 KIND = "ablation"
 TABLE_FILES = {"cumulative": "cumulative", "leave-one-out": "leave_one_out"}
@@ -199,9 +200,9 @@ def markdown_table(rows: list[dict[str, Any]], spec: AblationSpec, mode: str, pr
         f"training device: {prov['device']}",
         f"- versions: {', '.join(f'{k} {v}' for k, v in prov['versions'].items())}; created {prov['created']}",
         "",
-        f"| step | params (M) | GMACs | {devices} | FID | KID | CLIP score | val loss | {delta}: FID | "
+        f"| step | params (M) | GMACs | {devices} | FID | KID | CLIP score | val loss | grid loss | {delta}: FID | "
         f"{delta}: latency ms |",
-        "|" + "---|" * (9 + len(spec.latency_devices)),
+        "|" + "---|" * (10 + len(spec.latency_devices)),
     ]
     for r in (r for r in rows if r["mode"] == mode):
         lat = " | ".join(_fmt(r[f"latency_ms_{d}"], digits=1) for d in spec.latency_devices)
@@ -209,7 +210,8 @@ def markdown_table(rows: list[dict[str, Any]], spec: AblationSpec, mode: str, pr
             f"| {r['step']} | {r['params'] / 1e6:.1f} | {r['macs'] / 1e9:.1f} | {lat} | "
             f"{_fmt(r['fid'], r['fid_ci'], 2)} | "
             f"{_fmt(r['kid'], r['kid_ci'], 4)} | {_fmt(r['clip_score'], r['clip_score_ci'])} | "
-            f"{_fmt(r['val_loss'], r['val_loss_ci'], 4)} | {_fmt(r['delta_prev_fid'], digits=2)} | "
+            f"{_fmt(r['val_loss'], r['val_loss_ci'], 4)} | {_fmt(r['val_loss_grid'], r['val_loss_grid_ci'], 4)} | "
+            f"{_fmt(r['delta_prev_fid'], digits=2)} | "
             f"{_fmt(r['delta_prev_latency_ms'], digits=1)} |")
     return "\n".join(lines) + "\n"
 

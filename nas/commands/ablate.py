@@ -134,13 +134,15 @@ def ablate(
         return
     for table_mode in dict.fromkeys(r["mode"] for r in result.rows):
         table = Table("step", "params", "MACs", *(f"{d} ms" for d in devices), "FID", "CLIP", "val loss",
-                      "Δ FID", "Δ ms", title=f"{table_mode} ablation from {baseline} ({seeds} seeds, "
+                      "grid loss", "Δ FID", "Δ ms", title=f"{table_mode} ablation from {baseline} ({seeds} seeds, "
                       f"mean ± {confidence:.0%} CI)")
         for r in (r for r in result.rows if r["mode"] == table_mode):
             table.add_row(r["step"], human(r["params"] or 0), human(r["macs"] or 0),
                           *(_fmt(r[f"latency_ms_{d}"], spec="{:.1f}") for d in devices),
                           _fmt(r["fid"], r["fid_ci"], "{:.2f}"), _fmt(r["clip_score"], r["clip_score_ci"]),
-                          _fmt(r["val_loss"], r["val_loss_ci"], "{:.4f}"), _fmt(r["delta_prev_fid"], spec="{:+.2f}"),
+                          _fmt(r["val_loss"], r["val_loss_ci"], "{:.4f}"),
+                          _fmt(r["val_loss_grid"], r["val_loss_grid_ci"], "{:.4f}"),
+                          _fmt(r["delta_prev_fid"], spec="{:+.2f}"),
                           _fmt(r["delta_prev_latency_ms"], spec="{:+.1f}"))
         console.print(table)
     console.print(f"run folder: {result.run_dir}; tables: {', '.join(f.name for f in result.files)} in ablation/; "

@@ -15,7 +15,6 @@ space_app = typer.Typer(no_args_is_help=True, help="Inspect and sample one desig
 
 def spaces(json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """List the registered search spaces."""
-    get_space("unet_mobile")  # imports the built-in spaces
     rows = [dict(name=n, description=get_space(n).description, dimensions=len(get_space(n).dimensions()))
             for n in SPACES.names()]
     if json_out:

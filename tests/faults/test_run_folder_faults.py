@@ -147,13 +147,13 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_a_copied_run_folder_resumes_into_itself(tmp_path, search_env, ray_address):
+def test_a_copied_run_folder_resumes_into_itself(tmp_path, search_env):
     original, copy = tmp_path / "a", tmp_path / "b"
-    run_search(tiny_options(original, trials=1, warm_start=(), report=False, address=ray_address))
+    run_search(tiny_options(original, trials=1, warm_start=(), report=False))
     before = _hashes(original)
     values = _complete(original)
     subprocess.run(["cp", "-a", str(original), str(copy)], check=True)
-    result = run_search(tiny_options(copy, trials=2, resume=True, warm_start=(), report=False, address=ray_address))
+    result = run_search(tiny_options(copy, trials=2, resume=True, warm_start=(), report=False))
     assert result.n_complete == 2
     assert _hashes(original) == before  # the original is untouched, byte for byte
     assert _complete(original) == values
@@ -165,7 +165,7 @@ def test_a_copied_run_folder_resumes_into_itself(tmp_path, search_env, ray_addre
 @pytest.mark.slow
 @pytest.mark.ray
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_mid_trial_interrupts_then_resume_finishes_exactly(tmp_path, search_env, ray_address, sig, code):
+def test_a_signal_mid_trial_interrupts_then_resume_finishes_exactly(tmp_path, search_env, sig, code):
     run_dir, n = tmp_path / "run", 2
     proc = _driver(tmp_path, run_dir, n, steps=60)
     _wait_running(proc, run_dir)
@@ -187,8 +187,7 @@ def test_a_signal_mid_trial_interrupts_then_resume_finishes_exactly(tmp_path, se
 
     settings = tiny_settings(run_dir)  # the driver's settings: a resumed search keeps its budget
     settings = dataclasses.replace(settings, budget=settings.budget.replace(steps=60))
-    result = run_search(tiny_options(run_dir, trials=n, resume=True, warm_start=(), report=False, settings=settings,
-                                     address=ray_address))
+    result = run_search(tiny_options(run_dir, trials=n, resume=True, warm_start=(), report=False, settings=settings))
     after = _complete(run_dir)
     assert result.n_complete == n == len(after)
     assert all(after[k] == v for k, v in before.items())  # nothing lost, nothing rerun
@@ -198,9 +197,9 @@ def test_a_signal_mid_trial_interrupts_then_resume_finishes_exactly(tmp_path, se
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_a_corrupt_study_is_refused_in_one_line_and_the_report_warns(tmp_path, search_env, ray_address, nas_cli):
+def test_a_corrupt_study_is_refused_in_one_line_and_the_report_warns(tmp_path, search_env, nas_cli):
     run_dir = tmp_path / "run"
-    run_search(tiny_options(run_dir, trials=1, warm_start=(), report=False, address=ray_address))
+    run_search(tiny_options(run_dir, trials=1, warm_start=(), report=False))
     (run_dir / "study.db").write_bytes(b"\x00garbage" * 100)
     before = _hashes(run_dir)
     proc = _driver(tmp_path, run_dir, 2)

@@ -18,12 +18,10 @@ def test_failure_summary_counts_reasons_by_their_first_sentence():
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_a_search_whose_every_trial_failed_exits_1_in_one_line_and_resumes(tmp_path, search_env, ray_address,
-                                                                          nas_cli):
+def test_a_search_whose_every_trial_failed_exits_1_in_one_line_and_resumes(tmp_path, search_env, nas_cli):
     run_dir = tmp_path / "run"
     args = ["search", "--run-dir", run_dir, "--trials", "1", "--warm-start", "sd15", "--max-memory", "1MiB",
-            "--latency-device", "iphone15pro", "--budget", "8", "--workers", "1", "--cpus-per-trial", "1",
-            "--address", ray_address]
+            "--latency-device", "iphone15pro", "--budget", "8", "--workers", "1", "--cpus-per-trial", "1"]
     code, out, err = nas_cli(*args)
     assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert err.startswith("nas: error: no trial completed (1 FAIL; failed: 1 x training the proxy of arch ")
@@ -32,5 +30,5 @@ def test_a_search_whose_every_trial_failed_exits_1_in_one_line_and_resumes(tmp_p
     assert list(table["state"]) == ["FAIL"] and "more than --max-memory" in table["failure_reason"][0]
     assert "run folder:" in out  # the usual summary came first
 
-    code, _, err = nas_cli(*args[:-2], "--resume", "--address", ray_address)  # the run folder resumes
+    code, _, err = nas_cli(*args, "--resume")  # the run folder resumes
     assert code == 1 and "no trial completed (1 FAIL" in err

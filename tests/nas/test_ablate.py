@@ -52,12 +52,13 @@ def tiny_spec(seeds=2, mode="cumulative"):
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_tiny_ablation_runs_and_resumes_without_rerunning(tmp_path, search_env, ray_address):
+def test_tiny_ablation_runs_and_resumes_without_rerunning(tmp_path, search_env):
     run_dir = tmp_path / "ablate"
     settings = tiny_settings(run_dir, metrics=("latency_ms", "fid", "kid", "clip_score", "val_loss"))
     with Progress(console=Console(file=io.StringIO())) as bar:  # the CLI's bar: Ray must pickle its callback
         task = bar.add_task("trials", total=None)
-        result = run_ablation(tiny_spec(mode="both"), settings, cpus_per_trial=1, address=ray_address, progress=BarProgress(bar, task))
+        result = run_ablation(tiny_spec(mode="both"), settings, cpus_per_trial=1,
+                              progress=BarProgress(bar, task))
         done = bar.tasks[0].completed, bar.tasks[0].total
     # 4 distinct architectures x 2 seeds: the full path is both the last cumulative and the first leave-one-out
     # row, and leaving out swish_glu gives the share_kv row again.
@@ -82,6 +83,7 @@ def test_tiny_ablation_runs_and_resumes_without_rerunning(tmp_path, search_env, 
     table = pd.read_csv(run_dir / "ablation" / "cumulative.csv")
     assert list(table.columns[:2]) == ["step", "mode"] and set(REPORT_COLUMNS) <= set(table.columns)
     assert list(table["mode"]) == ["cumulative"] * 3
+    assert table[["val_loss_grid", "val_loss_grid_ci", "cmmd"]].notna().all().all()  # the search's default signal
     markdown = (run_dir / "ablation" / "cumulative.md").read_text()
     assert "| share_kv |" in markdown and "±" in markdown and "versions:" in markdown
     table_lines = [line for line in markdown.splitlines() if line.startswith("|")]
@@ -97,7 +99,7 @@ def test_tiny_ablation_runs_and_resumes_without_rerunning(tmp_path, search_env, 
     assert list(pd.read_csv(run_dir / "ablation" / "leave_one_out.csv")["mode"]) == ["leave-one-out"] * 3
 
     mtimes = {p: p.stat().st_mtime_ns for p in (run_dir / "trials").glob("*/metrics.json")}
-    again = run_ablation(tiny_spec(mode="both"), settings, cpus_per_trial=1, address=ray_address)
+    again = run_ablation(tiny_spec(mode="both"), settings, cpus_per_trial=1)
     assert again.ray_trials == 0  # every (architecture, seed) finished already: nothing reruns, no Ray
     assert {p: p.stat().st_mtime_ns for p in (run_dir / "trials").glob("*/metrics.json")} == mtimes
     assert [r["fid"] for r in again.rows] == [r["fid"] for r in result.rows]

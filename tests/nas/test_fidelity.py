@@ -133,9 +133,9 @@ def _plan(run_dir, short_seeds=2):
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_tiny_study_trains_caches_and_imports(tmp_path, search_env, ray_address):
+def test_tiny_study_trains_caches_and_imports(tmp_path, search_env):
     plan = _plan(tmp_path / "fid")
-    result = run_fidelity(plan, cpus_per_trial=1, command=["pytest"], address=ray_address)
+    result = run_fidelity(plan, cpus_per_trial=1, command=["pytest"])
     assert result.missing == 0 and len(result.correlations) == len(QUALITY_KEYS)
     out = tmp_path / "fid" / "fidelity"
     trials = pd.read_csv(out / "trials.csv")
@@ -147,7 +147,7 @@ def test_tiny_study_trains_caches_and_imports(tmp_path, search_env, ray_address)
     assert saved["provenance"]["budgets"]["reference"]["steps"] == 16
     assert "Kendall tau" in (out / "correlations.md").read_text()
 
-    again = run_fidelity(plan, cpus_per_trial=1, command=["pytest"], address=ray_address)  # resumed: every trial from the folder
+    again = run_fidelity(plan, cpus_per_trial=1, command=["pytest"])  # resumed: every trial from the folder
     assert again.correlations[0]["tau"] == result.correlations[0]["tau"]
 
     # A fresh folder given the first study's raw rows imports them instead of training (no Ray starts).

@@ -1,7 +1,7 @@
-"""`nas search --scheduler mo-asha` for real: Ray, tiny real trainings, a real SQLite study. Trials stop
+"""`nas search --scheduler mo-asha` for real: a local Ray, tiny real trainings, a real SQLite study. Trials stop
 at rungs with their reason and rung values, promoted ones run to the full budget, a resumed run ranks against
-the rungs recorded before (on a cluster started with `ray start` on loopback: the session's `ray_address`), and a
-driver killed with SIGKILL mid-trial (on a local Ray) resumes that trial from its last rung."""
+the rungs recorded before, a driver killed with SIGKILL mid-trial resumes that trial from its last rung, and a cluster started with
+`ray start` on loopback runs it too."""
 
 import dataclasses
 import json
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from search_helpers import tiny_options, tiny_settings
+from search_helpers import ray_start_cluster, tiny_options, tiny_settings
 
 from core.run_folder import RunFolder
 from nas import rung_resume
@@ -42,9 +42,9 @@ def _study(run_dir: Path) -> optuna.Study:
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_mo_asha_stops_trials_at_rungs_and_resumes_its_records(tmp_path, search_env, ray_address):
+def test_mo_asha_stops_trials_at_rungs_and_resumes_its_records(tmp_path, search_env):
     run_dir = tmp_path / "run"
-    result = run_search(mo_options(run_dir, trials=6, workers=2, address=ray_address))
+    result = run_search(mo_options(run_dir, trials=6, workers=2))
     study = _study(run_dir)
     stopped = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -52,7 +52,6 @@ def test_mo_asha_stops_trials_at_rungs_and_resumes_its_records(tmp_path, search_
     assert result.n_complete == len(complete) and 0 < result.timings["scheduler"] < 0.03 * result.timings["trials"]
     assert result.n_stopped == len(stopped) and result.n_failed == 0  # a stopped trial did not fail
     table = RunFolder(run_dir).read_trials().set_index("number")
-    assert set(table["ray_gcs"]) == {ray_address}  # every trial ran on the cluster started with `ray start`
     for t in stopped:  # PRUNED in the study, STOPPED in the table, with the rung's values and why
         row = table.loc[t.number]
         position, n, rung, keep = map(int, REASON.match(t.user_attrs["stop_reason"]).groups())
@@ -76,7 +75,7 @@ def test_mo_asha_stops_trials_at_rungs_and_resumes_its_records(tmp_path, search_
 
     before = {t.number: t.user_attrs.get("rung_decisions") for t in study.trials}
     at_first_rung = sum(1 for t in study.trials if t.user_attrs.get("rung_decisions"))
-    again = run_search(mo_options(run_dir, trials=8, workers=2, resume=True, report=False, address=ray_address))
+    again = run_search(mo_options(run_dir, trials=8, workers=2, resume=True, report=False))
     study = _study(run_dir)
     assert len(study.trials) == 8 and again.n_complete + sum(
         t.state == optuna.trial.TrialState.PRUNED for t in study.trials) == 8
@@ -133,3 +132,18 @@ def test_a_killed_driver_resumes_the_trial_from_its_last_rung(tmp_path, search_e
     # continued, not restarted: the new trial's decision at rung 36 is its only one (rung 4 was not reported again)
     assert [d["rung"] for d in new.user_attrs["rung_decisions"]] == [36]
     assert not list(run_dir.glob(f"trials/*/{rung_resume.TRAIN_STATE}"))
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_mo_asha_on_a_ray_cluster_started_with_ray_start(tmp_path, search_env, monkeypatch):
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    with ray_start_cluster() as address:
+        run_dir = tmp_path / "run"
+        result = run_search(mo_options(run_dir, trials=6, workers=2, address=address, report=False))
+        table = RunFolder(run_dir).read_trials()
+        assert set(table["ray_gcs"]) == {address} and len(table) == 6  # every trial ran on that cluster
+        assert set(table["state"]) == {"COMPLETE", "STOPPED"}  # the scheduler stopped some at a rung there
+        assert result.n_complete == int((table["state"] == "COMPLETE").sum())
+        for _, row in table[table["state"] == "STOPPED"].iterrows():
+            assert REASON.match(row["stop_reason"]) and row["stopped_at_step"] in (3, 6)

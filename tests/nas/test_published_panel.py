@@ -173,7 +173,7 @@ def test_published_order_is_compared_by_kendall_tau(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_tiny_published_run_trains_calls_and_resumes(tmp_path, search_env, ray_address, capsys):
+def test_tiny_published_run_trains_calls_and_resumes(tmp_path, search_env, capsys):
     from evaluators.training import Budget
     from nas.ablation.published_study import run_published
     from nas.commands.fidelity_published import print_result
@@ -185,7 +185,7 @@ def test_tiny_published_run_trains_calls_and_resumes(tmp_path, search_env, ray_a
                   call="hurts", source={})]
     panel = _small_panel(tmp_path, rows=three)  # 3 rows over 3 architectures
     settings = tiny_settings(tmp_path / "run", metrics=QUALITY_KEYS)
-    result = run_published(panel, settings, seeds=2, cpus_per_trial=1, command=["pytest"], address=ray_address)
+    result = run_published(panel, settings, seeds=2, cpus_per_trial=1, command=["pytest"])
     assert result.missing == 0 and result.signals == ["val_loss_grid", "fid", "clip_score"]
     assert all(c["val_loss_grid_call"] in CALLS and c["fid_call"] in CALLS for c in result.calls)
     assert [a["measured"] for a in result.agreement] == [3, 3, 3]

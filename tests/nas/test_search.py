@@ -15,7 +15,7 @@ from search_spaces.presets import get_preset
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_search_runs_resumes_and_never_reruns(tmp_path, search_env, ray_address):
+def test_search_runs_resumes_and_never_reruns(tmp_path, search_env):
     run_dir = tmp_path / "run"
     result = run_search(tiny_options(run_dir, trials=3))
     assert result.n_complete == 3 and result.n_failed == 0
@@ -35,7 +35,7 @@ def test_search_runs_resumes_and_never_reruns(tmp_path, search_env, ray_address)
     assert result.pareto and all(p["arch_id"] for p in result.pareto)
     first_metrics = table.set_index("number")["fid"].to_dict()
 
-    again = run_search(tiny_options(run_dir, trials=4, resume=True, address=ray_address))  # on another Ray
+    again = run_search(tiny_options(run_dir, trials=4, resume=True))
     table = RunFolder(run_dir).read_trials()
     assert again.n_complete == 4 and list(table["number"]) == [0, 1, 2, 3]
     assert table.set_index("number")["fid"][:3].to_dict() == first_metrics  # completed trials untouched
@@ -151,14 +151,14 @@ def test_bad_options_fail_before_writing(tmp_path, changes, message):
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_asha_stops_trials_early_and_records_them_as_stopped(tmp_path, search_env, ray_address):
+def test_asha_stops_trials_early_and_records_them_as_stopped(tmp_path, search_env):
     from nas.schedulers import Rungs
 
     run_dir = tmp_path / "asha"
     settings = tiny_settings(run_dir, metrics=("val_loss",))
     settings = dataclasses.replace(settings, budget=settings.budget.replace(steps=24))
     opts = tiny_options(run_dir, trials=6, objectives="val_loss", settings=settings, warm_start=(),
-                        rungs=Rungs("asha", min_budget=3, eta=2, steps=24), report=False, address=ray_address)
+                        rungs=Rungs("asha", min_budget=3, eta=2, steps=24), report=False)
     result = run_search(opts)
     study = optuna.load_study(study_name=RunFolder(run_dir).manifest()["study_name"],
                               storage=RunFolder(run_dir).storage_url())

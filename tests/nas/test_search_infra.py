@@ -12,7 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from search_helpers import free_port, tiny_options
+from search_helpers import free_port, ray_start_cluster, tiny_options
 
 from core.run_folder import RunFolder
 from nas.search import run_search
@@ -27,7 +27,7 @@ def _study(run_dir: Path) -> optuna.Study:
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_sigkill_mid_run_then_resume_counts_exactly(tmp_path, search_env, ray_address):
+def test_sigkill_mid_run_then_resume_counts_exactly(tmp_path, search_env):
     run_dir, n = tmp_path / "run", 3
     script = tmp_path / "drive.py"
     script.write_text(
@@ -54,7 +54,7 @@ def test_sigkill_mid_run_then_resume_counts_exactly(tmp_path, search_env, ray_ad
     running = [t.number for t in _study(run_dir).trials if t.state == optuna.trial.TrialState.RUNNING]
     assert before and running
 
-    result = run_search(tiny_options(run_dir, trials=n, resume=True, warm_start=(), address=ray_address))
+    result = run_search(tiny_options(run_dir, trials=n, resume=True, warm_start=()))
     study = _study(run_dir)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == n == result.n_complete
@@ -70,12 +70,14 @@ def test_sigkill_mid_run_then_resume_counts_exactly(tmp_path, search_env, ray_ad
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_search_on_a_ray_cluster_started_with_ray_start(tmp_path, search_env, ray_address):
-    run_dir = tmp_path / "run"  # ray_address: a cluster started with `ray start --head` (search_helpers)
-    result = run_search(tiny_options(run_dir, trials=4, address=ray_address, warm_start=(), workers=2))
-    assert result.n_complete == 4 and result.timings["ray_memory_mb"] == 0  # nothing started by the driver
-    table = RunFolder(run_dir).read_trials()
-    assert set(table["ray_gcs"]) == {ray_address}  # every trial ran on that cluster
+def test_search_on_a_ray_cluster_started_with_ray_start(tmp_path, search_env, monkeypatch):
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    with ray_start_cluster() as address:
+        run_dir = tmp_path / "run"
+        result = run_search(tiny_options(run_dir, trials=4, address=address, warm_start=()))
+        assert result.n_complete == 4
+        table = RunFolder(run_dir).read_trials()
+        assert set(table["ray_gcs"]) == {address}  # every trial ran on that cluster
 
 
 @pytest.fixture
@@ -109,9 +111,9 @@ def postgres():
 @pytest.mark.slow
 @pytest.mark.ray
 @pytest.mark.postgres
-def test_two_workers_share_a_postgresql_study(tmp_path, search_env, postgres, ray_address):
+def test_two_workers_share_a_postgresql_study(tmp_path, search_env, postgres):
     run_dir = tmp_path / "run"
-    result = run_search(tiny_options(run_dir, trials=4, storage=postgres, workers=2, warm_start=(), address=ray_address))
+    result = run_search(tiny_options(run_dir, trials=4, storage=postgres, workers=2, warm_start=()))
     assert result.n_complete == 4
     study = _study(run_dir)
     assert RunFolder(run_dir).manifest()["storage"] == postgres

@@ -91,3 +91,14 @@ def test_proxy_shrinks_widths_and_keeps_heads_valid():
 def test_space_registry_lists_unet_mobile():
     assert "unet_mobile" in SPACES.names()
     assert get_space("unet_mobile").sample_random(1, seed=0)  # the listed name builds a working space
+
+
+def test_the_space_registry_is_complete_in_a_fresh_process_whatever_was_imported_first():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[2])
+    code = "from search_spaces.space import SPACES; print(SPACES.names(), 'unet_mobile' in SPACES)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True).stdout
+    assert out.strip() == "['unet_mobile'] True"  # nothing else imported: the registry loaded its built-ins
