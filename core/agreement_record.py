@@ -50,6 +50,7 @@ def summary(study: dict[str, Any] | None, signal: str) -> str:
         return f"not measured for {signal} (the published-panel study on record has no call on it)"
     total = row["measured"] + row["missing"]
     misses = f"; not the paper's call: {', '.join(row['misses'])}" if row.get("misses") else ""
+    budget = study.get("budget", "budget not recorded")
     return (f"agrees with the published full-scale results on {row['agree']} of {row['measured']} measured "
-            f"outcomes ({row['missing']} of {total} not measured{misses}; {study.get('budget', 'budget not recorded')}, "
+            f"outcomes ({row['missing']} of {total} not measured{misses}; {budget}, "
             f"{study.get('seeds', '?')} seeds, measured {study.get('created', '?')})")
