@@ -78,6 +78,7 @@ def ablate(
     budget_steps: Optional[int] = typer.Option(None, "--budget", help=f"Proxy training steps per trial (default "
                                                f"{Budget().steps}; {default_steps('inherit')} with --proxy inherit)."),
     proxy: str = proxy_options.PROXY,
+    proxy_scale: Optional[str] = proxy_options.PROXY_SCALE,
     teacher: str = proxy_options.TEACHER,
     teacher_steps: Optional[int] = proxy_options.TEACHER_STEPS,
     inherit_fresh: str = proxy_options.INHERIT_FRESH,
@@ -119,7 +120,8 @@ def ablate(
     mode = proxy_options.proxy_mode(proxy, teacher, teacher_steps, inherit_fresh=inherit_fresh)
     settings = TrialSettings(
         run_dir=str(_run_dir(run_dir, "ablate")), metrics=("latency_ms",) + QUALITY_KEYS, proxy=mode,
-        budget=fit_heldout(Budget(steps=proxy_options.trial_steps(budget_steps, mode)), n_val, n_samples, n_real),
+        budget=fit_heldout(proxy_options.proxy_regime(proxy_scale).apply(Budget(steps=proxy_options.trial_steps(
+            budget_steps, mode))), n_val, n_samples, n_real),
         latency_device=devices[0],
         image_size=image_size,
         lut_dir=str(lut_dir) if lut_dir else None, threads=max(1, int(cpus_per_trial)), lut_threads=lut_threads,

@@ -116,6 +116,7 @@ def test_tiny_ablation_runs_and_resumes_without_rerunning(tmp_path, search_env):
     (["--space", "nope"], "unknown search space"),
     (["--latency-devices", "toaster"], "toaster"),
     (["--confidence", "2"], "--confidence must be in (0, 1)"),
+    (["--proxy-scale", "huge"], "unknown proxy scale 'huge'"),
 ])
 def test_bad_inputs_exit_2_in_one_line_before_writing(nas_cli, tmp_path, args, message):
     code, out, err = nas_cli("ablate", "--run-dir", tmp_path / "run", *args)

@@ -169,6 +169,9 @@ def test_tiny_study_trains_caches_and_imports(tmp_path, search_env):
     (["--panel", "random", "--space", "nope"], "unknown search space"),
     (["--import", "/nonexistent.csv", "--no-train"], "cannot read"),
     (["--target", "latency", "--no-train"], "--target must be a quality metric"),
+    (["--proxy-scale", "huge"], "unknown proxy scale 'huge'"),
+    (["--reference-proxy-scale", "huge"], "unknown proxy scale 'huge'"),
+    (["--proxy-scale", "px32", "--reference-proxy-scale", "fast", "--reference-steps", "125"], "must be larger"),
 ])
 def test_bad_inputs_exit_2(nas_cli, tmp_path, args, message):
     code, _, err = nas_cli("fidelity", "--run-dir", tmp_path / "run", *args)
