@@ -15,6 +15,7 @@ Layout of `runs/<name>/`:
                          samples.png (labelled sample grid)
     cache/<key>.json     measured metrics by (arch id, seed, budget hash): a repeated suggestion reuses them
     report.html          the HTML report (`nas report`)
+    logs/ray.log         Ray's and Tune's log records of the search's trials (tracebacks of dead workers)
     ablation/            ablation study tables (`nas ablate`)
 
 Contract: the manifest is written once at creation and updated atomically; trials are identified by their

@@ -13,6 +13,7 @@ fails before its first trial removes the run folder it created.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -25,7 +26,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import optuna
 import pandas as pd
@@ -707,7 +708,8 @@ def _run_tuner(opts: SearchOptions, run: RunFolder, study: optuna.Study, remaini
         )
         guard.immediate = False  # from here a signal stops the trials through StopOnSignal
         try:
-            tuner.fit()
+            with ray_log_to_file(run.path / RAY_LOG):
+                tuner.fit()
         finally:
             if hasattr(scheduler, "seconds"):  # MO-ASHA's own decision time (scheduler overhead)
                 timings["scheduler"] = scheduler.seconds
@@ -715,6 +717,28 @@ def _run_tuner(opts: SearchOptions, run: RunFolder, study: optuna.Study, remaini
         heartbeat.stop()
         ray.shutdown()
     return ray_startup, ray_memory_mb
+
+
+RAY_LOG = "logs/ray.log"  # Ray's and Tune's log records of a search, relative to its run folder
+
+
+@contextlib.contextmanager
+def ray_log_to_file(path: Path) -> Iterator[Path]:
+    """Ray's and Tune's log records (a dead worker's `ActorDiedError` traceback, Tune's ERROR lines) go to `path`
+    instead of the terminal while the trials run: the terminal gets the search's own lines (progress, the failed
+    trials' reasons), the run folder keeps Ray's detail. Ray's `ray` logger does not propagate; its handlers are
+    swapped and restored."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    logger = logging.getLogger("ray")
+    saved = logger.handlers[:]
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger.handlers = [handler]
+    try:
+        yield path
+    finally:
+        logger.handlers = saved
+        handler.close()
 
 
 def _children_rss_mb() -> float:
