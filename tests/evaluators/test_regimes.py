@@ -35,7 +35,7 @@ def test_an_unknown_regime_is_one_line_naming_the_choices():
         get_regime("tiny")
 
 
-def test_a_regime_too_small_for_the_levels_is_refused():
+def test_a_proxy_image_too_small_to_halve_every_level_is_refused():
     five = get_preset("sd15")
     five = five.__class__(**{**five.__dict__, "levels": five.levels + five.levels[-1:]})
     with pytest.raises(ConfigError, match="levels"):
