@@ -31,8 +31,8 @@ from typing import Any, Callable, Iterator
 import optuna
 import pandas as pd
 
-from core.errors import UserError
 from core import agreement_record
+from core.errors import UserError
 from core.fidelity_record import on_record
 from core.metrics import METRICS, names
 from core.objectives import Objective

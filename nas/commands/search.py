@@ -222,10 +222,11 @@ def search(
 
         result = run_search(opts, progress=on_trial, prepare_progress=on_prepare)
         bar.update(prep, visible=False)
-    failures = failure_summary(RunFolder(result.run_dir).read_trials()) if result.n_failed else ""
+    trials = RunFolder(result.run_dir).read_trials() if result.n_failed or not result.n_complete else None
+    failures = failure_summary(trials) if result.n_failed else ""
     if json_out:
         print_json(result.to_dict())
-        _check_some_complete(result, failures)
+        _check_some_complete(result, trials, failures)
         return
     console.print(pareto_table(result.pareto, result.n_complete, result.n_failed, tuple(o.name for o in objs),
                                result.n_stopped))
@@ -243,7 +244,7 @@ def search(
                   + (f" (scheduler decisions {t['scheduler']:.3f} s of the trials)" if "scheduler" in t else ""))
     if failures and result.n_complete:
         console.print(f"{result.n_failed} trial(s) failed: {failures}", soft_wrap=True)
-    _check_some_complete(result, failures)
+    _check_some_complete(result, trials, failures)
 
 
 def failure_summary(trials: pd.DataFrame, most: int = 3) -> str:
@@ -259,14 +260,14 @@ def failure_summary(trials: pd.DataFrame, most: int = 3) -> str:
     return "; ".join(parts)
 
 
-def _check_some_complete(result, failures: str) -> None:
+def _check_some_complete(result, trials: pd.DataFrame | None, failures: str) -> None:
     """A search that completed no trial did not succeed, whatever its input: exit status 1, one line.
 
     Raises:
         RunFailed: not one trial completed (the reasons of the failed ones, and that the run folder resumes).
     """
     if result.n_complete == 0:
-        states = RunFolder(result.run_dir).read_trials()["state"].value_counts()
+        states = trials["state"].value_counts()  # read once by the caller whenever nothing completed
         ended = ", ".join(f"{n} {state}" for state, n in states.items()) or "none ran"
         raise RunFailed(f"no trial completed ({ended}" + (f"; failed: {failures}" if failures else "")
                         + f"); {result.run_dir} resumes with `nas search --run-dir {result.run_dir} --resume` once "
