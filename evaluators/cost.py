@@ -14,6 +14,7 @@ from math import prod
 
 import torch
 
+from evaluators import pipeline_cost as pc
 from search_spaces.blocks import BlockSpec, arch_blocks, part_of
 from search_spaces.config import ArchConfig
 from search_spaces.unet import build_unet
@@ -22,6 +23,7 @@ from search_spaces.unet import build_unet
 ZERO_COST_OPS = frozenset({
     "aten::add", "aten::add_", "aten::mul", "aten::div", "aten::sub", "aten::silu", "aten::gelu", "aten::relu",
     "aten::exp", "aten::cos", "aten::sin", "aten::pow", "aten::softmax", "aten::sigmoid", "aten::rsub",
+    "aten::embedding", "aten::unflatten",  # the text encoder's token lookup and head split
 })
 ATTENTION_OPS = ("scaled_dot_product_attention", "matmul", "bmm")  # in this model only attention uses these
 
@@ -93,6 +95,9 @@ def block_macs(spec: BlockSpec, batch: int = 1) -> tuple[int, int]:
             layer += 5 * c * n + 2 * c * c * n + kv * s.context_dim * c * s.context_len
             attn += 2 * n * s.context_len * c
         return batch * (macs + s.depth * (layer + attn)), batch * s.depth * attn
+    if s.kind in ("text_encoder", "vae_decoder"):
+        macs, attn = pc.text_encoder_macs(s) if s.kind == "text_encoder" else pc.decoder_macs(s)
+        return batch * macs, batch * attn
     raise ValueError(f"unknown block kind {s.kind!r}")
 
 
@@ -128,6 +133,10 @@ def block_params(s: BlockSpec) -> int:
         if s.attention in ("cross", "self_cross"):
             layer += 2 * c + c * c + kv * s.context_dim * c + c * c + c
         return 2 * c + 2 * (c * c + c) + s.depth * layer
+    if s.kind == "text_encoder":
+        return pc.text_encoder_params(s)
+    if s.kind == "vae_decoder":
+        return pc.decoder_params(s)
     raise ValueError(f"unknown block kind {s.kind!r}")
 
 
@@ -151,6 +160,10 @@ def block_working_elements(s: BlockSpec) -> int:
     block's hidden map; a transformer's GLU inner activations and one layer's attention scores)."""
     if s.kind == "time_embed":
         return 0
+    if s.kind == "text_encoder":
+        return pc.text_encoder_working_elements(s)
+    if s.kind == "vae_decoder":
+        return pc.decoder_working_elements(s)
     hw = s.res * s.res
     out_hw = hw // 4 if s.kind == "downsample" else hw * 4 if s.kind == "upsample" else hw
     transient = s.out_ch * hw if s.kind == "resnet" else 0
@@ -187,23 +200,50 @@ def _sdpa_handle(inputs, outputs) -> int:
     return prod(q[:-1]) * k[-2] * (q[-1] + v[-1])  # B*H*Lq*Lk*(D + Dv)
 
 
-def fvcore_cost(config: ArchConfig) -> CostReport:
-    """Cost counted by fvcore on a real forward pass at full scale (seconds for SD-sized models)."""
-    from fvcore.nn import FlopCountAnalysis
-
-    model = build_unet(config, device="meta")
-    model = model.to_empty(device="cpu").eval()
-    for p in model.parameters():  # values do not change MACs; zeros avoid NaN/denormal slow paths
-        torch.nn.init.zeros_(p)
-    inputs = (torch.zeros(1, config.latent_channels, config.latent_size, config.latent_size), torch.tensor([1.0]),
-              torch.zeros(1, config.context_len, config.context_dim))
-    analysis = FlopCountAnalysis(model, inputs).set_op_handle("aten::scaled_dot_product_attention", _sdpa_handle)
+def _counted(analysis) -> dict[str, dict[str, int]]:
+    """fvcore's counts by module and operator, after checking that no op that costs MACs went uncounted."""
     analysis.unsupported_ops_warnings(False)
     analysis.uncalled_modules_warnings(False)
     by_module_op = analysis.by_module_and_operator()
     uncounted = sorted(set(analysis.unsupported_ops()) - ZERO_COST_OPS)
     if uncounted:
         raise UncountedOpError(f"fvcore has no handle for {', '.join(uncounted)}: MACs would be undercounted")
+    return by_module_op
+
+
+def _zeroed(module: torch.nn.Module) -> torch.nn.Module:
+    module = module.to_empty(device="cpu").eval()
+    for p in module.parameters():  # values do not change MACs; zeros avoid NaN/denormal slow paths
+        torch.nn.init.zeros_(p)
+    return module
+
+
+def fvcore_block_macs(spec: BlockSpec) -> tuple[int, int]:
+    """(MACs, attention-product MACs) of one block counted by fvcore on its real module at batch 1 (the
+    text encoder and decoder in `nas cost --fvcore`; a full-size SD decoder forward takes tens of seconds)."""
+    from fvcore.nn import FlopCountAnalysis
+
+    from search_spaces.blocks import block_inputs, build_block
+    from search_spaces.meta_init import no_init_on_meta
+
+    with torch.device("meta"), no_init_on_meta():
+        model = build_block(spec)
+    model = _zeroed(model)
+    analysis = FlopCountAnalysis(model, block_inputs(spec)).set_op_handle("aten::scaled_dot_product_attention",
+                                                                        _sdpa_handle)
+    ops = _counted(analysis)[""]
+    return sum(ops.values()), sum(v for k, v in ops.items() if k in ATTENTION_OPS)
+
+
+def fvcore_cost(config: ArchConfig) -> CostReport:
+    """Cost counted by fvcore on a real forward pass at full scale (seconds for SD-sized models)."""
+    from fvcore.nn import FlopCountAnalysis
+
+    model = _zeroed(build_unet(config, device="meta"))
+    inputs = (torch.zeros(1, config.latent_channels, config.latent_size, config.latent_size), torch.tensor([1.0]),
+              torch.zeros(1, config.context_len, config.context_dim))
+    analysis = FlopCountAnalysis(model, inputs).set_op_handle("aten::scaled_dot_product_attention", _sdpa_handle)
+    by_module_op = _counted(analysis)
     costs = {}
     for path, _ in arch_blocks(config):
         ops = by_module_op.get(path, {})

@@ -15,7 +15,9 @@ from torch import nn
 from search_spaces import modules as m
 from search_spaces.config import ArchConfig
 
-BLOCK_KINDS = ("conv_in", "time_embed", "resnet", "transformer", "downsample", "upsample", "conv_out")
+UNET_KINDS = ("conv_in", "time_embed", "resnet", "transformer", "downsample", "upsample", "conv_out")
+PIPELINE_KINDS = ("text_encoder", "vae_decoder")  # the networks around the UNet (search_spaces/pipeline.py)
+BLOCK_KINDS = UNET_KINDS + PIPELINE_KINDS
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,14 @@ def build_block(spec: BlockSpec) -> nn.Module:
         return m.Upsample(spec.in_ch)
     if spec.kind == "conv_out":
         return m.OutHead(spec.in_ch, spec.out_ch, spec.groups)
+    if spec.kind == "text_encoder":
+        from search_spaces.pipeline_modules import ClipTextTower
+
+        return ClipTextTower(spec.in_ch, spec.depth, spec.heads, spec.context_len, spec.ff_mult)
+    if spec.kind == "vae_decoder":
+        from search_spaces.pipeline_modules import VaeDecoder
+
+        return VaeDecoder(spec.in_ch, spec.out_ch, spec.depth, spec.groups)
     raise ValueError(f"unknown block kind {spec.kind!r}; known: {', '.join(BLOCK_KINDS)}")
 
 
@@ -82,6 +92,10 @@ def block_inputs(spec: BlockSpec, batch: int = 1, dtype: torch.dtype = torch.flo
     kw = dict(dtype=dtype, device=device)
     if spec.kind == "time_embed":
         return (torch.randint(0, 1000, (batch,), device=device).float(),)
+    if spec.kind == "text_encoder":
+        from search_spaces.pipeline_modules import CLIP_VOCAB
+
+        return (torch.randint(0, CLIP_VOCAB, (batch, spec.context_len), device=device),)
     x = torch.randn(batch, spec.in_ch, spec.res, spec.res, **kw)
     if spec.kind == "resnet":
         return x, torch.randn(batch, spec.temb_ch, **kw)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from evaluators.cost import block_macs, block_params
+from evaluators.pipeline_cost import pipeline_moved_elements
 from search_spaces.blocks import BlockSpec
 
 COMPUTE_FRACTION = 0.023  # achieved / peak compute, from the SnapFusion iPhone 14 Pro anchor above
@@ -53,6 +54,8 @@ def _activation_elements(spec: BlockSpec) -> int:
     out_hw = hw // 4 if spec.kind == "downsample" else hw * 4 if spec.kind == "upsample" else hw
     if spec.kind == "time_embed":
         return spec.in_ch + spec.out_ch
+    if spec.kind in ("text_encoder", "vae_decoder"):
+        return pipeline_moved_elements(spec)
     elements = spec.in_ch * hw + spec.out_ch * out_hw
     if spec.kind == "resnet":
         elements += 2 * spec.out_ch * hw

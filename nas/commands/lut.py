@@ -29,6 +29,7 @@ from evaluators.latency import (
     list_devices,
 )
 from evaluators.latency.devices import DEVICES
+from evaluators.latency.image import ImageLatency, pipeline_signatures, predict_image
 from evaluators.latency.imported import csv_files, read_measurements
 from evaluators.latency.kit import (
     check_fits,
@@ -44,7 +45,9 @@ from evaluators.latency.store import Lut, check_device_name
 from evaluators.latency.validate import held_out_sample, run_validation, write_scatter
 from evaluators.memory import parse_size
 from nas.arch_input import resolve_arch
+from nas.commands.sampling_options import DECODER, GUIDANCE, STEPS_HELP, sampling_from
 from search_spaces.config import ArchConfig
+from search_spaces.pipeline import SamplingConfig
 from search_spaces.space import get_space
 
 lut_app = typer.Typer(no_args_is_help=True, add_completion=False, help=(
@@ -224,6 +227,31 @@ def _show(info: dict, json_out: bool) -> None:
     console.print(table)
 
 
+def image_prediction(device: str, arch: ArchConfig, sampling: SamplingConfig, lut_dir: Path | None, image_size: int,
+                     threads: int = 1, max_memory: int | None = None, calibrate: bool = False) -> ImageLatency:
+    """Per-image latency of `arch` on `device`: measured devices measure missing blocks (the UNet's, the text
+    encoder and the decoder) with a progress bar, and fit the calibration first with `calibrate`."""
+    predictor = get_predictor(device, lut_dir, image_size, threads=threads, max_memory=max_memory)
+    if isinstance(predictor, MeasuredPredictor):
+        extra = [sig for _, sig in pipeline_signatures(predictor, arch, sampling) if sig.key not in predictor.lut.entries]
+        with _progress(f"{device}: measuring missing blocks") as tick:
+            predictor.ensure([arch], tick)
+            if extra:
+                predictor.measure_blocks(extra, tick)
+        _calibration(predictor, calibrate, image_size)
+    return predict_image(predictor, arch, sampling, calibrate=False)
+
+
+def _calibration(predictor: MeasuredPredictor, calibrate: bool, image_size: int) -> None:
+    if predictor.calibration() is None and calibrate:
+        _announce(predictor, "end-to-end calibration", predictor.calibration_configs())
+        with _progress(f"{predictor.device}: end-to-end calibration (once per image size)") as tick:
+            predictor.calibrate(progress=tick)
+    elif predictor.calibration() is None:
+        warn(f"{predictor.path} has no end-to-end calibration at {image_size}px: this prediction is the sum of "
+             "blocks (pass --calibrate to fit one)")
+
+
 def predict(device: str = typer.Option(..., "--device", help=DEVICE_HELP),
             preset: Optional[str] = typer.Option(None, "--preset", help="A preset name."),
             config: Optional[Path] = typer.Option(None, "--config", help="An ArchConfig JSON file."),
@@ -233,33 +261,50 @@ def predict(device: str = typer.Option(..., "--device", help=DEVICE_HELP),
                                            "end to end, minutes; the estimate is printed before it starts). "
                                            "Without it such a prediction is the sum of blocks, labelled "
                                            "uncalibrated."),
+            steps: Optional[int] = typer.Option(None, "--steps", help=STEPS_HELP + " Given, the prediction is per "
+                                                "image: text encoder + UNet calls + decoder (measured devices "
+                                                "measure the text encoder and decoder once: an SD decoder at "
+                                                "512px takes minutes on a CPU core)."),
+            guidance: str = GUIDANCE, decoder: str = DECODER,
             max_memory: Optional[str] = MaxMemory, json_out: bool = Json) -> None:
-    """Predicted latency of one UNet step: total and per block (measures missing blocks on measured devices)."""
+    """Predicted latency of one UNet step, total and per block; with --steps, of one image with its breakdown
+    (measures missing blocks on measured devices)."""
     arch, label = resolve_arch(preset, config)
-    predictor = get_predictor(device, lut_dir, image_size, threads=threads,
-                              max_memory=None if max_memory is None else parse_size(max_memory))
-    if isinstance(predictor, MeasuredPredictor):
-        with _progress(f"{device}: measuring missing blocks") as tick:
-            predictor.ensure([arch], tick)
-        if predictor.calibration() is None and calibrate:
-            _announce(predictor, "end-to-end calibration", predictor.calibration_configs())
-            with _progress(f"{device}: end-to-end calibration (once per image size)") as tick:
-                predictor.calibrate(progress=tick)
-        elif predictor.calibration() is None:
-            warn(f"{predictor.path} has no end-to-end calibration at {image_size}px: this prediction is the sum of "
-                 "blocks (pass --calibrate to fit one)")
-    result = predictor.predict(arch, calibrate=False)
+    sampling = None if steps is None else sampling_from(steps, guidance, decoder)
+    limit = None if max_memory is None else parse_size(max_memory)
+    if sampling is not None:
+        image = image_prediction(device, arch, sampling, lut_dir, image_size, threads, limit, calibrate)
+        result = image.unet
+    else:
+        image = None
+        predictor = get_predictor(device, lut_dir, image_size, threads=threads, max_memory=limit)
+        if isinstance(predictor, MeasuredPredictor):
+            with _progress(f"{device}: measuring missing blocks") as tick:
+                predictor.ensure([arch], tick)
+            _calibration(predictor, calibrate, image_size)
+        result = predictor.predict(arch, calibrate=False)
     out = result.to_dict() | {"source": label, "arch_id": arch.arch_id, "image_size": image_size}
+    if image is not None:
+        out["image"] = image.to_dict() | {"unet": None}  # the UNet call is the top-level prediction
     if json_out:
         print_json(out)
         return
     tag = " (ESTIMATE: roofline from public peak figures)" if result.estimate else ""
-    table = Table("block", "ms", title=f"{label} on {device} at {image_size}px{tag}")
+    table = Table("block", "ms", title=f"{label} on {device} at {image_size}px, one UNet call{tag}")
     for b in result.blocks:
         table.add_row(b.path, f"{b.ms:.2f}")
     table.add_row("overhead (calibrated)" if result.calibrated else "overhead (uncalibrated)", f"{result.overhead_ms:.2f}")
     table.add_row("total", f"{result.latency_ms:.2f}", style="bold")
     console.print(table)
+    if image is not None:
+        from evaluators.cost import analytic_cost
+        from evaluators.pipeline_cost import image_cost
+        from nas.commands.cost import image_table
+
+        sized = arch.replace(latent_size=image_size // 8)
+        unet = analytic_cost(sized)
+        console.print(image_table(image_cost(sized, sampling, unet.params, unet.macs), image,
+                                  f"one {image_size}px image: {sampling.label}"))
 
 
 def validate(device: str = typer.Option(..., "--device", help="cpu, cuda or onnxruntime."),

@@ -43,7 +43,26 @@ def test_tables_and_listings(nas_cli):
     assert code == 0 and "level2" in out and "total" in out
 
 
+def test_cost_prints_the_per_image_breakdown(nas_cli):
+    code, out, _ = nas_cli("cost", "--preset", "mobilediffusion", "--steps", "8", "--guidance", "distilled",
+                           "--device", "iphone15pro", "--json")
+    data = json.loads(out)
+    image, latency = data["image"], data["image_latency"]
+    parts = {p["part"]: p for p in image["parts"]}
+    assert code == 0 and image["unet_calls"] == 8 and parts["unet"]["macs"] == data["macs"]
+    assert image["macs"] == sum(p["image_macs"] for p in image["parts"])
+    assert latency["estimate"] is True and [p["part"] for p in latency["parts"]] == list(parts)
+    assert latency["latency_ms"] == pytest.approx(sum(p["ms"] for p in latency["parts"]))
+    code, out, _ = nas_cli("cost", "--preset", "sd15")
+    assert code == 0 and "50 steps, cfg, sd decoder" in out and "text_encoder" in out and "vae_decoder" in out
+
+
 @pytest.mark.parametrize("args, message", [
+    (("cost", "--preset", "sd15", "--steps", "0"), "steps: must be an integer from 1 to 1000"),
+    (("cost", "--preset", "sd15", "--steps", "1001"), "steps: must be an integer from 1 to 1000"),
+    (("cost", "--preset", "sd15", "--guidance", "half"), "unknown guidance mode 'half'; known: cfg, distilled"),
+    (("cost", "--preset", "sd15", "--decoder", "tiny"), "unknown decoder 'tiny'; known: sd, half, half_shallow"),
+    (("cost", "--preset", "sd15", "--device", "nokia3310"), "unknown latency device"),
     (("cost", "--preset", "nope"), "unknown preset 'nope'"),
     (("cost",), "exactly one of --preset"),
     (("cost", "--preset", "sd15", "--config", "x.json"), "exactly one of --preset"),

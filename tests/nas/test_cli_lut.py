@@ -59,6 +59,26 @@ def test_predict_roofline_json_is_an_estimate(capsys, lut_dir):
 
 
 @pytest.mark.slow
+def test_predict_per_image_on_a_phone_and_on_this_cpu(capsys, lut_dir, tmp_path):
+    code, out, _ = run(capsys, "lut", "predict", "--device", "iphone15pro", "--preset", "mobilediffusion",
+                       "--steps", "8", "--guidance", "distilled", "--json")
+    data = json.loads(out)
+    parts = {p["part"]: p for p in data["image"]["parts"]}
+    assert code == 0 and parts["unet"]["calls"] == 8
+    assert parts["unet"]["ms_per_call"] == pytest.approx(data["latency_ms"])
+    assert data["image"]["latency_ms"] == pytest.approx(sum(p["ms"] for p in parts.values()))
+    clip_tiny = tmp_path / "clip_tiny.json"  # the tiny UNet cross-attending to CLIP-L's 77 x 768 states
+    clip_tiny.write_text(TINY.replace(context_len=77, context_dim=768).to_json())
+    code, out, err = run(capsys, "lut", "predict", "--device", "cpu", "--config", str(clip_tiny), "--image-size",
+                         "64", "--steps", "4", "--decoder", "half_shallow")
+    assert code == 0 and "one 64px image: 4 steps, cfg" in out
+    assert "text_encoder" in out and "vae_decoder" in out and "no end-to-end calibration" in err
+    assert sum("kind=text_encoder" in k or "kind=vae_decoder" in k for k in LutStore(lut_dir).load("cpu").entries) == 2
+    code, _, err = run(capsys, "lut", "predict", "--device", "cpu", "--config", str(clip_tiny), "--image-size", "64",
+                       "--steps", "0")
+    assert code == 2 and "steps: must be an integer from 1 to 1000" in err and len(err.strip().splitlines()) == 1
+
+
 def test_build_resumes_and_predict_show(capsys, lut_dir, tiny_json):
     args = ["lut", "build", "--device", "cpu", "--config", str(tiny_json), "--image-size", "64", "--rounds", "2",
             "--no-calibrate", "--json"]
