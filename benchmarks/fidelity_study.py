@@ -8,6 +8,7 @@ any machine (commit the CSV as rows arrive).
 
     python benchmarks/fidelity_study.py --out benchmarks/fidelity/trials.csv [--threads 1] [--only short]
     python benchmarks/fidelity_study.py --short-steps 250 --only short   # another point of the budget curve
+    python benchmarks/fidelity_study.py --panel published --only short   # the published panel's architectures
     python benchmarks/fidelity_study.py --short-steps 32 --only short --no-samples   # a rung budget: losses only
 
 Several processes may share one CSV (e.g. one single-threaded process per core): each claims a trial in
@@ -56,6 +57,7 @@ from evaluators.training import Budget, evaluate_arch  # noqa: E402
 from evaluators.training.proxy_mode import ProxyMode, default_steps  # noqa: E402
 from evaluators.training.proxy_mode import budget_hash as mode_budget_hash  # noqa: E402
 from nas.ablation.panels import paper_panel  # noqa: E402
+from nas.ablation.published import load_published  # noqa: E402
 
 METRICS = ("fid", "kid", "clip_score", "cmmd", "val_loss", "val_loss_grid", "train_loss")
 STAGES = ("setup", "train", "val", "val_grid", "sample", "score")
@@ -134,6 +136,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="CSV of the rows (default benchmarks/fidelity/trials.csv, "
                     "or trials_inherit.csv with --proxy inherit)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--panel", choices=("paper", "published"), default="paper",
+                    help="published: the architectures of `nas fidelity --panel published` (nas/ablation/"
+                    "published.json) instead of the paper panel; rows already in --out are skipped as always")
     ap.add_argument("--short-seeds", type=int, default=2)
     ap.add_argument("--short-steps", type=int, default=None,
                     help="steps of the short budget (default: the 500-step budget the study started with, rows "
@@ -164,7 +169,7 @@ def main() -> None:
         short_label += "-losses"
     evaluator = get_quality_evaluator("domain", image_size=short.image_size, device="cpu")
     ev_key = evaluator.info["model_id"]  # the domain CLIP's recipe key; its weights' hash is recorded beside it
-    panel = paper_panel()
+    panel = paper_panel() if args.panel == "paper" else load_published().architectures()
     if args.proxy == "inherit":
         _inherit_study(args, panel, short.replace(steps=args.finetune_steps), evaluator)
         return
