@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from evaluators.latency.predictor import LatencyPrediction, Predictor
 from evaluators.latency.signature import BlockSignature, with_image_size
 from search_spaces.config import ArchConfig
-from search_spaces.pipeline import SamplingConfig, pipeline_blocks
+from search_spaces.pipeline import DECODERS, TEXT_ENCODERS, SamplingConfig, decoder_spec, pipeline_blocks, text_encoder_spec
 
 PARTS = ("text_encoder", "unet", "vae_decoder")
 
@@ -62,6 +62,13 @@ def pipeline_signatures(predictor: Predictor, config: ArchConfig,
     sized = with_image_size(config, predictor.image_size)
     return [(path, BlockSignature(spec, predictor.batch, predictor.dtype))
             for path, spec in pipeline_blocks(sized, sampling)]
+
+
+def every_pipeline_signature(image_size: int, batch: int = 1, dtype: str = "float32") -> list[BlockSignature]:
+    """Every named text encoder and decoder at `image_size` (the blocks a phone kit adds for per-image latency)."""
+    specs = [text_encoder_spec(name) for name in TEXT_ENCODERS]
+    specs += [decoder_spec(name, image_size // 8) for name in DECODERS]
+    return [BlockSignature(spec, batch, dtype) for spec in specs]
 
 
 def predict_image(predictor: Predictor, config: ArchConfig, sampling: SamplingConfig,

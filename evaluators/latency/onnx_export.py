@@ -19,6 +19,10 @@ def input_names(kind: str) -> list[str]:
         return ["x", "temb"]
     if kind == "transformer":
         return ["x", "context"]
+    if kind == "text_encoder":
+        return ["input_ids"]
+    if kind == "vae_decoder":
+        return ["latents"]
     return ["x"]
 
 

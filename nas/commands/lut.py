@@ -29,7 +29,7 @@ from evaluators.latency import (
     list_devices,
 )
 from evaluators.latency.devices import DEVICES
-from evaluators.latency.image import ImageLatency, pipeline_signatures, predict_image
+from evaluators.latency.image import ImageLatency, every_pipeline_signature, pipeline_signatures, predict_image
 from evaluators.latency.imported import csv_files, read_measurements
 from evaluators.latency.kit import (
     check_fits,
@@ -370,6 +370,9 @@ def kit(space: str = Space, out: Path = typer.Option(..., "--out", help="Kit dir
         formats: Optional[str] = typer.Option(None, "--formats", help="Phone formats besides ONNX, comma "
                                               "separated: coreml, tflite (default: every installed converter; "
                                               "the others are listed with the reason)."),
+        pipeline: bool = typer.Option(True, "--pipeline/--no-pipeline", help="Also the text encoder (CLIP "
+                                      "ViT-L/14's text tower) and every VAE decoder at this image size, for "
+                                      "per-image latency (`nas lut predict --steps`; ~0.75 GB more)."),
         json_out: bool = Json) -> None:
     """Write every distinct block as ONNX plus the phones' formats (Core ML, LiteRT/TFLite) where the
     converters handle it, a manifest, timing instructions (TIMING.md) and the CSV templates `nas lut import`
@@ -381,6 +384,8 @@ def kit(space: str = Space, out: Path = typer.Option(..., "--out", help="Kit dir
         from evaluators.latency.signature import arch_signatures, with_image_size
         sigs = sorted({s.key: s for c in configs for _, s in arch_signatures(with_image_size(c, image_size))}.values(),
                       key=lambda s: s.key)
+    if pipeline:
+        sigs = list(sigs) + every_pipeline_signature(image_size)
     requested = None if formats is None else [f.strip() for f in formats.split(",")]
     names, unavailable = resolve_formats(requested)
     check_fits(sigs, out, [f for f in names if not unavailable[f]])
@@ -452,11 +457,14 @@ def import_(file: Path = typer.Argument(..., help="CSV: key|file,latency_ms[,std
     summary = {"device": device, "lut": str(path), "imported": len(entries), "lut_entries": len(lut.entries),
                "space_coverage": len(space_keys & set(lut.entries)) / len(space_keys), "space": space,
                "image_size": image_size, "kit_complete": manifest is not None, "dtypes": sorted(dtype_batch)}
+    pipeline = [s.key for s in every_pipeline_signature(image_size)]
+    summary["per_image_blocks"] = f"{sum(k in lut.entries for k in pipeline)} of {len(pipeline)}"
     if json_out:
         print_json(summary)
         return
     console.print(f"imported {len(entries)} block latencies from {file} as device {device!r}: "
-                  f"{summary['space_coverage']:.1%} of {space} at {image_size}px")
+                  f"{summary['space_coverage']:.1%} of {space} at {image_size}px; text encoder and decoders "
+                  f"(per-image latency): {summary['per_image_blocks']}")
     console.print(f"wrote {path} ({len(lut.entries)} blocks)")
 
 

@@ -122,7 +122,7 @@ def _measure_kit(kit_dir) -> dict[str, float]:
 @pytest.mark.slow
 def test_kit_then_import_round_trip(capsys, lut_dir, tiny_json, tmp_path):
     kit_dir = tmp_path / "kit"
-    code, out, _ = run(capsys, "lut", "kit", "--config", str(tiny_json), "--image-size", "64", "--formats", "", "--out", str(kit_dir),
+    code, out, _ = run(capsys, "lut", "kit", "--config", str(tiny_json), "--image-size", "64", "--formats", "", "--no-pipeline", "--out", str(kit_dir),
                        "--json")
     summary = json.loads(out)
     assert code == 0 and summary["written"] == summary["blocks"] > 0
@@ -142,9 +142,38 @@ def test_kit_then_import_round_trip(capsys, lut_dir, tiny_json, tmp_path):
     by_key = {b["key"]: timings[b["file"]] for b in manifest["blocks"]}
     assert data["latency_ms"] == pytest.approx(sum(by_key[b["key"]] for b in data["blocks"]), rel=1e-6)
     assert data["estimate"] is False
-    code, out, _ = run(capsys, "lut", "kit", "--config", str(tiny_json), "--image-size", "64", "--formats", "", "--out", str(kit_dir),
+    code, out, _ = run(capsys, "lut", "kit", "--config", str(tiny_json), "--image-size", "64", "--formats", "", "--no-pipeline", "--out", str(kit_dir),
                        "--json")
     assert json.loads(out)["kept"] == summary["blocks"]  # a rerun resumes: nothing is exported twice
+
+
+@pytest.mark.slow
+def test_kit_with_the_pipeline_blocks_gives_a_phone_per_image_latency(capsys, lut_dir, tmp_path):
+    clip_tiny = tmp_path / "clip_tiny.json"  # the tiny UNet cross-attending to CLIP-L's 77 x 768 states
+    config = TINY.replace(context_len=77, context_dim=768)
+    clip_tiny.write_text(config.to_json())
+    kit_dir = tmp_path / "kit"
+    code, _, err = run(capsys, "lut", "kit", "--config", str(clip_tiny), "--image-size", "64", "--formats", "",
+                       "--out", str(kit_dir))
+    assert code == 0, err
+    blocks = json.loads((kit_dir / "manifest.json").read_text())["blocks"]
+    pipeline = [b for b in blocks if b["kind"] in ("text_encoder", "vae_decoder")]
+    assert [b["kind"] for b in pipeline] == ["text_encoder"] + ["vae_decoder"] * 3
+    assert pipeline[0]["inputs"] == [{"name": "input_ids", "shape": [1, 77], "dtype": "int64"}]
+    assert {tuple(b["inputs"][0]["shape"]) for b in pipeline[1:]} == {(1, 4, 8, 8)}
+    session = ort.InferenceSession(str(kit_dir / "blocks" / pipeline[1]["file"]), providers=["CPUExecutionProvider"])
+    assert session.run(None, {"latents": np.zeros((1, 4, 8, 8), np.float32)})[0].shape == (1, 3, 64, 64)
+    ms = {b["file"]: 1.0 for b in blocks} | {pipeline[0]["file"]: 7.0} | {b["file"]: 40.0 for b in pipeline[1:]}
+    csv = tmp_path / "phone.csv"
+    csv.write_text("file,latency_ms\n" + "".join(f"{f},{v}\n" for f, v in ms.items()))
+    code, out, err = run(capsys, "lut", "import", str(csv), "--device", "testphone", "--kit", str(kit_dir),
+                         "--image-size", "64", "--json")
+    assert code == 0 and json.loads(out)["per_image_blocks"] == "4 of 4", err
+    code, out, _ = run(capsys, "lut", "predict", "--device", "testphone", "--config", str(clip_tiny), "--image-size",
+                       "64", "--steps", "3", "--json")
+    data = json.loads(out)
+    n_unet = len(data["blocks"])
+    assert code == 0 and data["image"]["latency_ms"] == pytest.approx(7.0 + 6 * n_unet * 1.0 + 40.0)
 
 
 def test_kit_refuses_what_does_not_fit_on_disk(capsys, tmp_path):
@@ -181,7 +210,8 @@ def test_bad_imports_exit_2_and_leave_the_stored_lut(capsys, lut_dir, tmp_path, 
 
 def test_import_missing_kit_blocks_and_builtin_names(capsys, lut_dir, tiny_json, tmp_path):
     kit_dir = tmp_path / "kit"
-    assert run(capsys, "lut", "kit", "--config", str(tiny_json), "--image-size", "64", "--formats", "", "--out", str(kit_dir))[0] == 0
+    assert run(capsys, "lut", "kit", "--config", str(tiny_json), "--image-size", "64", "--formats", "",
+               "--no-pipeline", "--out", str(kit_dir))[0] == 0
     files = [b["file"] for b in json.loads((kit_dir / "manifest.json").read_text())["blocks"]]
     csv = tmp_path / "partial.csv"
     csv.write_text("file,latency_ms\n" + "".join(f"{f},1.0\n" for f in files[1:]))
