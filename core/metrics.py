@@ -39,6 +39,9 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("macs", "minimize", "MACs", "", ".4g", "cost", "full-scale multiply-adds per UNet step"),
     Metric("latency_ms", "minimize", "latency (ms)", "ms", ".1f", "latency",
            "predicted full-scale UNet latency per step on the LUT's device"),
+    Metric("image_latency_ms", "minimize", "image latency (ms)", "ms", ".0f", "latency",
+           "predicted latency of one image on the LUT's device: text encoder + steps x UNet (x2 with "
+           "classifier-free guidance) + VAE decoder"),
     Metric("fid", "minimize", "FID", "", ".2f", "quality", "FID of proxy samples vs held-out images", True),
     Metric("kid", "minimize", "KID", "", ".4f", "quality", "KID of proxy samples vs held-out images", True),
     Metric("clip_score", "maximize", "CLIP score", "", ".3f", "quality", "mean image-caption cosine", True),
@@ -52,7 +55,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            "inherit proxies: mean squared distance of the proxy's held-out predictions to its teacher's "
            "(timestep grid, fixed noise)"),
 )}
-ALIASES = {"latency": "latency_ms", "clip": "clip_score", "loss": "val_loss"}
+ALIASES = {"latency": "latency_ms", "clip": "clip_score", "loss": "val_loss", "image_latency": "image_latency_ms"}
 METRIC_DIRECTIONS = {n: m.direction for n, m in METRICS.items()}  # how each metric is optimised as an objective
 
 

@@ -76,6 +76,11 @@ class _TrialBase(BaseModel):
     resumed_from: int | None = None  # the interrupted trial whose rung state this one continued
     resumed_at_step: int | None = None  # the training step it continued from
     latency_blocks: list[dict[str, Any]] = Field(default_factory=list)  # per-block latency (metrics.json only)
+    # the parts of image_latency_ms (when trials predict it): the text encoder's and the decoder's milliseconds
+    # per image, and the UNet calls per image (steps x 2 with classifier-free guidance)
+    text_encoder_ms: float | None = None
+    unet_calls: int | None = None
+    decoder_ms: float | None = None
 
     @field_validator("record_version")
     @classmethod

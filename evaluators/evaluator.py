@@ -44,21 +44,32 @@ class CostEvaluator:
 
 class LatencyEvaluator:
     """Predicted per-step latency of the full-scale UNet from a latency predictor (a device's LUT or the
-    roofline estimate), with its per-block breakdown."""
+    roofline estimate), with its per-block breakdown; given a `SamplingConfig`, also the latency of one image
+    (`image_latency_ms`) and its parts (`text_encoder_ms`, `unet_calls`, `decoder_ms`)."""
 
     kind = "latency"
 
-    def __init__(self, predictor, calibrate: bool = False):
+    def __init__(self, predictor, calibrate: bool = False, sampling=None):
         self.predictor = predictor
         self.calibrate = calibrate
+        self.sampling = sampling  # search_spaces.pipeline.SamplingConfig, or None: per step only
 
     def evaluate(self, arch: ArchConfig, budget: Budget | None = None) -> dict[str, Any]:
         import dataclasses
 
+        from evaluators.latency.image import predict_image
+
         began = time.perf_counter()
-        prediction = self.predictor.predict(arch, calibrate=self.calibrate)
+        if self.sampling is None:
+            prediction, image = self.predictor.predict(arch, calibrate=self.calibrate), {}
+        else:
+            per_image = predict_image(self.predictor, arch, self.sampling, calibrate=self.calibrate)
+            prediction = per_image.unet
+            parts = {p.part: p for p in per_image.parts}
+            image = dict(image_latency_ms=per_image.latency_ms, text_encoder_ms=parts["text_encoder"].ms,
+                         unet_calls=parts["unet"].calls, decoder_ms=parts["vae_decoder"].ms)
         return dict(latency_ms=prediction.latency_ms, seconds_latency=time.perf_counter() - began,
-                    latency_blocks=[dataclasses.asdict(b) for b in prediction.blocks])
+                    latency_blocks=[dataclasses.asdict(b) for b in prediction.blocks]) | image
 
 
 class ProxyQualityEvaluator:

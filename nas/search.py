@@ -48,6 +48,7 @@ from nas.samplers import make_sampler
 from nas.schedulers import Rungs, make_scheduler, rung_signals, validate_rungs
 from nas.trial_runner import TrialSettings, check_gpu_share, constraint_values, prepare, run_trial
 from search_spaces.config import ArchConfig
+from search_spaces.pipeline import pipeline_blocks
 from search_spaces.presets import get_preset, preset_label
 from search_spaces.proxy import to_proxy
 from search_spaces.space import get_space
@@ -185,6 +186,9 @@ def validate_options(opts: SearchOptions) -> None:
         raise UserError(f"--latency-budget-ms must be positive, got {s.latency_budget_ms}")
     if s.max_params is not None and s.max_params <= 0:
         raise UserError(f"--max-params must be positive, got {s.max_params}")
+    if s.needs_image_latency:  # the text encoder must fit every warm-start anchor's cross-attention
+        for name in opts.warm_start:
+            pipeline_blocks(get_preset(name), s.sampling)
     for name in opts.warm_start if not opts.address else ():  # trials sharing a local GPU: the anchors must fit
         check_gpu_share(s, get_preset(name))  # their share (each trial checks its own architecture again)
     existing = RunFolder(opts.run_dir)
@@ -305,7 +309,9 @@ def _open_run(opts: SearchOptions) -> _OpenRun:
                 proxy_scale=regime_name(opts.settings.budget),
                 proxy=opts.settings.proxy.to_dict(), scheduler=opts.rungs.to_dict(),
                 constraints=dict(latency_budget_ms=opts.settings.latency_budget_ms,
+                                 latency_budget_on=opts.settings.latency_budget_on,
                                  max_params=opts.settings.max_params),
+                sampling=dataclasses.asdict(opts.settings.sampling),
                 metrics=list(opts.settings.metrics), samples=opts.settings.samples,
                 provenance=provenance(seed=opts.seed)))
         elif run.manifest().get("format") != FORMAT_VERSION:  # a previous version's run, resumed: relative now

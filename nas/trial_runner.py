@@ -29,6 +29,7 @@ from evaluators.training.regimes import regime_name
 from evaluators.training.rungs import Intermediate
 from evaluators.training.train import TrainState
 from search_spaces.config import ArchConfig
+from search_spaces.pipeline import SamplingConfig
 
 QUALITY_KEYS = names("quality")
 RUNG_COSTS = names("cost") + names("latency")  # known before training: part of every rung report
@@ -47,7 +48,9 @@ class TrialSettings:
     threads: int = 1  # torch threads per trial
     lut_threads: int = 1  # intra-op threads of a measured LUT (part of its fingerprint; `nas lut`'s default)
     device: str = "cpu"  # where proxies train ("cpu" or "cuda")
-    latency_budget_ms: float | None = None  # constraint: latency_ms <= this
+    latency_budget_ms: float | None = None  # constraint: <latency_budget_on> <= this
+    latency_budget_on: str = "latency_ms"  # the metric the latency budget bounds: latency_ms or image_latency_ms
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # how one image is made (image_latency_ms)
     # Fit the LUT's end-to-end calibration when it has none (minutes: it times 9 archs end to end). A stored
     # calibration always applies. None: only when a latency budget makes absolute milliseconds matter (a
     # calibration is monotone, so it never changes which architectures dominate).
@@ -76,6 +79,12 @@ class TrialSettings:
         return any(m in LATENCY for m in self.metrics) or self.latency_budget_ms is not None
 
     @property
+    def needs_image_latency(self) -> bool:
+        """Whether trials predict per-image latency (the text encoder and decoder blocks too)."""
+        return "image_latency_ms" in self.metrics or (
+            self.latency_budget_ms is not None and self.latency_budget_on == "image_latency_ms")
+
+    @property
     def budget_hash(self) -> str:
         """10 hex digits of the budget (every field: steps, scale, data, sampler, ...) and, for inherit-mode
         proxies, of the proxy mode (teacher, its steps, distillation): scratch and inherit never share a key."""
@@ -90,8 +99,9 @@ class TrialSettings:
 def constraint_values(settings: TrialSettings, row: dict[str, Any]) -> dict[str, float]:
     """Constraint name -> value (feasible when <= 0)."""
     out = {}
-    if settings.latency_budget_ms is not None and row.get("latency_ms") is not None:
-        out["latency_ms"] = row["latency_ms"] - settings.latency_budget_ms
+    bounded = settings.latency_budget_on
+    if settings.latency_budget_ms is not None and row.get(bounded) is not None:
+        out[bounded] = row[bounded] - settings.latency_budget_ms
     if settings.max_params is not None:
         out["params"] = float(row["params"] - settings.max_params)
     return out
@@ -133,7 +143,8 @@ def run_trial(settings: TrialSettings, config: ArchConfig, number: int, seed: in
     try:
         row.update(CostEvaluator().evaluate(config))
         if settings.needs_latency:
-            row.update(LatencyEvaluator(_predictor(settings), settings.calibrate).evaluate(config))
+            sampling = settings.sampling if settings.needs_image_latency else None
+            row.update(LatencyEvaluator(_predictor(settings), settings.calibrate, sampling).evaluate(config))
             latency_blocks = row.pop("latency_blocks")
         violated = {k: v for k, v in constraint_values(settings, row).items() if v > 0}
         if violated:
@@ -262,10 +273,15 @@ def prepare(settings: TrialSettings, configs: list[ArchConfig], progress=None) -
     if settings.needs_latency:
         predictor = _predictor(settings)
         predictor.ensure(configs, progress=progress)
+        if settings.needs_image_latency and configs:  # the text encoder and decoder, once, before the workers
+            from evaluators.latency.image import pipeline_signatures
+
+            predictor.block_ms(pipeline_signatures(predictor, configs[0], settings.sampling))
         prediction = predictor.predict(configs[0], calibrate=settings.calibrate) if configs else None
         lut = getattr(predictor, "lut", None)
         record = validation_on_record(predictor)
         info["latency"] = dict(device=settings.latency_device, image_size=settings.image_size,
+                               per_image=settings.needs_image_latency,
                                estimate=predictor.estimate, calibrated=bool(prediction and prediction.calibrated),
                                fingerprint=getattr(lut, "fingerprint", None),
                                validation=None if record is None else {k: record.get(k) for k in (

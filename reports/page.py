@@ -5,6 +5,7 @@ from __future__ import annotations
 from reports import figures
 from reports.ablation_page import ablation_section
 from reports.designs import DesignTableInfo
+from reports.image_latency import image_latency_section
 from reports.importance import ImportanceSection
 from reports.layout import Page, Report, esc, fmt
 from reports.run_data import METRIC_LABELS
@@ -120,6 +121,8 @@ def render(info: ReportInfo) -> Report:
     if info.front_3d is not None:
         page.figure("front-3d", figures.front_figure(info.front_3d, info.pareto.knee_number))
     page.notes([n for n in info.notes if "front" in n])
+    if info.image_latency is not None:
+        image_latency_section(page, info.image_latency)
     page.add("<h2>Hypervolume history</h2>")
     page.add(f"<p>{esc(info.hypervolume.normalisation)}.</p>")
     page.figure("hypervolume", figures.hypervolume_figure(info.hypervolume))

@@ -31,6 +31,7 @@ from reports.importance import ImportanceSection, importance_section
 from reports.pareto import knee, losses, nondominated, pareto_numbers
 from reports.proxy import is_inherit, proxy_summary
 from reports.run_data import METRIC_LABELS, RunData
+from reports.image_latency import ImageLatencyInfo, image_latency_info
 from reports.rungs import RungsInfo, rungs_info
 from search_spaces.blocks import part_of
 from search_spaces.config import ArchConfig
@@ -302,6 +303,7 @@ class ReportInfo:
     ablations: list[AblationInfo]
     notes: list[str] = field(default_factory=list)  # section-level notes (missing fronts, bad ablation files)
     rungs: RungsInfo | None = None  # the trial scheduler's rungs (runs with --scheduler only)
+    image_latency: ImageLatencyInfo | None = None  # per-image breakdown of the front (runs that predicted it)
 
 
 def compute_report(data: RunData) -> ReportInfo:
@@ -312,4 +314,5 @@ def compute_report(data: RunData) -> ReportInfo:
     return ReportInfo(header_info(data), pareto, two_d, three_d, hypervolume_info(data), parallel_info(data),
                       importance_section(data.study, data.objectives, data.study_error),
                       design_table(data, pareto.rows), architecture_infos(data, pareto), ablations,
-                      notes + ablation_notes, rungs_info(data))
+                      notes + ablation_notes, rungs_info(data),
+                      image_latency_info(data, [r.number for r in pareto.rows]))

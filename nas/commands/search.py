@@ -30,6 +30,7 @@ from nas.parallelism import choose_parallelism
 from nas.schedulers import DEFAULT_ETA, default_scheduler, resolve_rungs
 from nas.search import SearchOptions, run_search, validate_options
 from nas.trial_runner import TrialSettings
+from search_spaces.pipeline import SamplingConfig
 from reports.terminal import PipedProgress, pareto_table
 
 # The proxy's quality signal is the held-out loss on a fixed timestep grid: in the fidelity study (paper panel,
@@ -73,6 +74,31 @@ def _stored_budget(manifest: dict) -> dict:
     """The budget of the run being resumed ({} for a new or unreadable run folder)."""
     budget = manifest.get("budget")
     return budget if isinstance(budget, dict) else {}
+
+
+def _budget_metric(on: str) -> str:
+    """The metric --latency-budget-on names."""
+    metrics = {"unet": "latency_ms", "image": "image_latency_ms"}
+    if on not in metrics:
+        raise UserError(f"--latency-budget-on must be unet or image, got {on!r}")
+    return metrics[on]
+
+
+def _sampling(manifest: dict, steps: int | None, guidance: str | None, decoder: str | None) -> SamplingConfig:
+    """How one image is made for image_latency_ms: as given, else as the resumed run recorded, else the defaults.
+
+    Raises:
+        UserError: a value that differs from the resumed run's (its trials were predicted with its own).
+        ConfigError / UnknownNameError: an invalid step count or name.
+    """
+    stored = manifest.get("sampling") if isinstance(manifest.get("sampling"), dict) else {}
+    given = {k: v for k, v in dict(steps=steps, guidance=guidance, decoder=decoder).items() if v is not None}
+    changed = {k: (stored[k], v) for k, v in given.items() if k in stored and stored[k] != v}
+    if changed:
+        raise UserError("this run predicts its images with " + ", ".join(f"{k} {a} (given: {b})" for k, (a, b) in
+                        changed.items()) + "; resume with its own values or start a new --run-dir")
+    fields = {k: v for k, v in stored.items() if k in SamplingConfig.__dataclass_fields__} | given
+    return SamplingConfig(**fields).validate()
 
 
 def _samples(asked: bool | None, objectives: list[str], manifest: dict) -> bool:
@@ -125,7 +151,18 @@ def search(
     lut_dir: Optional[Path] = typer.Option(None, "--lut-dir", help="LUT folder (default: user cache)."),
     lut_threads: int = typer.Option(1, "--lut-threads", help="Intra-op threads of a measured CPU LUT (as "
                                     "`nas lut --threads`; part of its fingerprint)."),
-    latency_budget_ms: Optional[float] = typer.Option(None, "--latency-budget-ms", help="Constraint on latency."),
+    latency_budget_ms: Optional[float] = typer.Option(None, "--latency-budget-ms", help="Constraint on latency "
+                                                      "(the metric of --latency-budget-on)."),
+    latency_budget_on: str = typer.Option("unet", "--latency-budget-on", help="What --latency-budget-ms bounds: "
+                                          "unet (latency_ms, one UNet step) or image (image_latency_ms, one "
+                                          "image: text encoder + UNet calls + decoder)."),
+    image_steps: Optional[int] = typer.Option(None, "--steps", help="Sampler steps of one image, for image_latency_ms "
+                                        "(default 50; not the training budget, which is --budget; a resumed run "
+                                        "keeps its own)."),
+    guidance: Optional[str] = typer.Option(None, "--guidance", help="cfg | distilled, for image_latency_ms (cfg: "
+                                           "two UNet calls per step; default cfg)."),
+    decoder: Optional[str] = typer.Option(None, "--decoder", help="VAE decoder of image_latency_ms: sd | half | "
+                                          "half_shallow (default sd)."),
     calibrate_latency: Optional[bool] = typer.Option(
         None, "--calibrate-latency/--no-calibrate-latency", help="Fit the LUT's end-to-end overhead if it has none "
         "(times 9 archs end to end; default: only with --latency-budget-ms; a stored fit always applies)."),
@@ -191,6 +228,8 @@ def search(
         threads=max(1, int(plan.cpus_per_trial)), lut_threads=lut_threads,
         device="cuda" if gpus_per_trial > 0 else "cpu", gpu_fraction=gpus_per_trial,
         latency_budget_ms=latency_budget_ms, calibrate_latency=calibrate_latency, max_params=max_params,
+        latency_budget_on=_budget_metric(latency_budget_on),
+        sampling=_sampling(stored, image_steps, guidance, decoder),
         max_memory=None if max_memory is None else parse_size(max_memory), proxy=mode, samples=samples)
     opts = SearchOptions(
         run_dir=run_dir, space=space, objectives=objs, trials=trials, sampler=sampler, seed=seed, settings=settings,

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from pathlib import Path
 
 import optuna
 import pytest
@@ -247,3 +248,65 @@ def test_an_unknown_proxy_scale_exits_2_before_writing(tmp_path, nas_cli):
     code, _, err = nas_cli("search", "--run-dir", tmp_path / "run", "--proxy-scale", "tiny")
     assert code == 2 and "unknown proxy scale 'tiny'" in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_trial_predicts_its_image_and_the_budget_can_bound_it(tmp_path):
+    from search_spaces.pipeline import SamplingConfig
+
+    sampling = SamplingConfig(steps=4, guidance="distilled", decoder="half")
+    settings = tiny_settings(tmp_path, metrics=("image_latency_ms",), sampling=sampling)
+    row = run_trial(settings, get_preset("mobilediffusion"), 0, seed=0)
+    assert row["state"] == "COMPLETE" and row["unet_calls"] == 4
+    assert row["image_latency_ms"] == pytest.approx(row["text_encoder_ms"] + 4 * row["latency_ms"] + row["decoder_ms"])
+    stored = RunFolder(tmp_path).read_trial_record(0)  # the typed record carries the parts
+    assert stored.image_latency_ms == row["image_latency_ms"] and stored.decoder_ms == row["decoder_ms"]
+    per_step = tiny_settings(tmp_path, metrics=("latency_ms",))
+    assert "image_latency_ms" not in {k for k, v in run_trial(per_step, get_preset("mobilediffusion"), 1, 0).items()
+                                      if v is not None}
+    bounded = tiny_settings(tmp_path, metrics=("latency_ms",), sampling=sampling, latency_budget_on="image_latency_ms",
+                            latency_budget_ms=row["image_latency_ms"] - 1)
+    infeasible = run_trial(bounded, get_preset("mobilediffusion"), 2, seed=0)
+    assert infeasible["state"] == "INFEASIBLE" and "image_latency_ms exceeds the limit" in infeasible["failure_reason"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--latency-budget-on", "step"], "--latency-budget-on must be unet or image"),
+    (["--steps", "0"], "steps: must be an integer from 1 to 1000"),
+    (["--guidance", "none"], "unknown guidance mode 'none'"),
+    (["--decoder", "big"], "unknown decoder 'big'"),
+])
+def test_bad_sampling_options_exit_2_before_writing(tmp_path, nas_cli, args, message):
+    code, _, err = nas_cli("search", "--run-dir", tmp_path / "run", "--objectives", "fid,image_latency_ms", *args)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_resuming_with_other_image_sampling_exits_2(tmp_path, nas_cli):
+    path = tmp_path / "run"
+    RunFolder.create(path, dict(name="run", space="unet_mobile", study_name="nas-run", study_file="study.db",
+                                objectives=[{"name": "fid", "direction": "minimize"},
+                                            {"name": "image_latency_ms", "direction": "minimize"}],
+                                proxy={"mode": "scratch"}, sampling=dict(steps=8, guidance="distilled",
+                                                                         decoder="sd", text_encoder="clip_l14")))
+    code, _, err = nas_cli("search", "--run-dir", path, "--resume", "--steps", "4")
+    assert code == 2 and "steps 8 (given: 4)" in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_search_on_image_latency_records_it_per_trial(tmp_path, search_env):
+    from search_spaces.pipeline import SamplingConfig
+
+    run_dir = tmp_path / "run"
+    objectives = "val_loss_grid,image_latency_ms"
+    settings = tiny_settings(run_dir, ("val_loss_grid", "image_latency_ms"), samples=False,
+                             sampling=SamplingConfig(steps=8, guidance="distilled"))
+    result = run_search(tiny_options(run_dir, trials=2, objectives=objectives, settings=settings))
+    table = RunFolder(run_dir).read_trials()
+    assert result.n_complete == 2 and table["image_latency_ms"].notna().all() and set(table["unet_calls"]) == {8}
+    manifest = RunFolder(run_dir).manifest()
+    assert manifest["sampling"]["steps"] == 8 and manifest["latency"]["per_image"] is True
+    assert [o["name"] for o in manifest["objectives"]] == ["val_loss_grid", "image_latency_ms"]
+    page = Path(result.report).read_text()  # the front's per-image breakdown, stacked by part
+    assert "<h2>Per-image latency</h2>" in page and "8 steps, distilled, sd decoder" in page
+    assert 'id="image-latency"' in page
