@@ -1,6 +1,7 @@
 """Run a fixed list of architectures as Ray Tune trials (ablations, fidelity checks).
 
-Each job is (number, label, config, seed). Jobs whose `trials/<NNNN>/metrics.json` already holds a finished
+Each job is (number, label, config, seed), optionally with its own trial settings (a fidelity study runs its
+short and reference budgets as one Ray session). Jobs whose `trials/<NNNN>/metrics.json` already holds a finished
 row are not run again (resume), and the quality cache of the run folder makes a repeated (arch, seed,
 budget) free. Results come back as trials-table rows, in job order.
 """
@@ -25,6 +26,7 @@ class Job:
     label: str  # row label (ablation step, preset, ...)
     config: ArchConfig  # full-scale architecture
     seed: int  # proxy-training seed
+    settings: TrialSettings | None = None  # how this job is evaluated, when not as the run's other jobs
 
 
 def finished_row(run: RunFolder, job: Job, settings: TrialSettings) -> dict[str, Any] | None:
@@ -41,19 +43,21 @@ def finished_row(run: RunFolder, job: Job, settings: TrialSettings) -> dict[str,
 def _job_trainable(tune_config: dict, settings: TrialSettings, jobs: dict[int, tuple[str, str, int]]) -> None:
     from ray import tune
 
-    label, config_json, seed = jobs[tune_config["job"]]
-    row = run_trial(settings, ArchConfig.from_json(config_json), tune_config["job"], seed, label=label)
+    label, config_json, seed, own = jobs[tune_config["job"]]
+    row = run_trial(own or settings, ArchConfig.from_json(config_json), tune_config["job"], seed, label=label)
     tune.report({k: v for k, v in row.items() if k not in ("config_json", "traceback")})
 
 
 def run_jobs(jobs: list[Job], settings: TrialSettings, *, address: str | None = None, workers: int = 1,
              cpus_per_trial: float = 2.0, gpus_per_trial: float = 0.0,
              progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
-    """Evaluate every job (skipping finished ones) with Ray Tune; returns one row per job, in order.
+    """Evaluate every job (skipping finished ones) with Ray Tune, in one Ray session; returns one row per job,
+    in order.
 
     Args:
-        jobs: architectures with their trial numbers, labels and seeds.
-        settings: how trials are evaluated (`settings.run_dir` is the run folder).
+        jobs: architectures with their trial numbers, labels and seeds (and settings where a job has its own).
+        settings: how trials are evaluated (`settings.run_dir` is the run folder; a job's own settings must
+            name the same run folder).
         address: an existing Ray cluster; None starts (and stops) a local Ray.
         workers: trials at once. cpus_per_trial / gpus_per_trial: Ray resources per trial.
         progress: called (done, total) as jobs finish.
@@ -67,7 +71,7 @@ def run_jobs(jobs: list[Job], settings: TrialSettings, *, address: str | None = 
     run = RunFolder(settings.run_dir)
     rows: dict[int, dict[str, Any]] = {}
     for job in jobs:
-        row = finished_row(run, job, settings)
+        row = finished_row(run, job, job.settings or settings)
         if row is not None:
             rows[job.number] = row
     todo = [j for j in jobs if j.number not in rows]
@@ -78,7 +82,7 @@ def run_jobs(jobs: list[Job], settings: TrialSettings, *, address: str | None = 
                              gpus_per_trial=gpus_per_trial)
         _start_ray(opts)
         try:
-            payload = {j.number: (j.label, j.config.to_json(indent=None), j.seed) for j in todo}
+            payload = {j.number: (j.label, j.config.to_json(indent=None), j.seed, j.settings) for j in todo}
             trainable = tune.with_parameters(_job_trainable, settings=settings, jobs=payload)
 
             tuner = tune.Tuner(
@@ -92,7 +96,7 @@ def run_jobs(jobs: list[Job], settings: TrialSettings, *, address: str | None = 
         finally:
             ray.shutdown()
         for job in todo:
-            rows[job.number] = finished_row(run, job, settings) or dict(
+            rows[job.number] = finished_row(run, job, job.settings or settings) or dict(
                 number=job.number, state="FAIL", arch_id=job.config.arch_id, preset=job.label, seed=job.seed,
                 failure_reason="the trial's worker died before it wrote its metrics")
     return [rows[j.number] for j in jobs]

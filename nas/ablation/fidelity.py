@@ -137,7 +137,8 @@ def budget_rows(run: RunFolder, jobs: list[Job], settings: TrialSettings, *, tra
     if train:
         return run_jobs(jobs, settings, address=address, workers=workers, cpus_per_trial=cpus_per_trial,
                         gpus_per_trial=gpus_per_trial, progress=progress)
-    return [finished_row(run, job, settings) or dict(number=job.number, state="MISSING") for job in jobs]
+    return [finished_row(run, job, job.settings or settings) or dict(number=job.number, state="MISSING")
+            for job in jobs]
 
 
 @dataclass(frozen=True)
@@ -195,21 +196,21 @@ def run_fidelity(plan: StudyPlan, *, imports: list[Path] = (), train: bool = Tru
     total = sum(len(j) for j in jobs.values())
     evaluators: dict[str, dict] = {}
     rows: dict[str, list[dict[str, Any]]] = {}
-    done = 0
     other_weights = 0
-    for name, settings, _ in plan.budgets():
+    budgets = {name: settings for name, settings, _ in plan.budgets()}
+    for name, settings in budgets.items():
         evaluators[name] = prepare(settings, []).get("evaluator", {})
         other_weights += import_trials(run, jobs[name], settings, evaluators[name], imported)
-
-        def report(d: int, t: int, base: int = done) -> None:
-            if progress:
-                progress(base + d, total)
-
-        rows[name] = budget_rows(run, jobs[name], settings, train=train, address=address, workers=workers,
-                                 cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, progress=report)
-        done += len(jobs[name])
-        if progress:
-            progress(done, total)
+    # Both budgets in one call: one Ray session for the study (each start costs seconds), each job with its
+    # budget's settings.
+    every = [dataclasses.replace(job, settings=budgets[name]) for name in budgets for job in jobs[name]]
+    flat = budget_rows(run, every, budgets["short"], train=train, address=address, workers=workers,
+                       cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, progress=progress)
+    start = 0
+    for name in budgets:
+        rows[name], start = flat[start:start + len(jobs[name])], start + len(jobs[name])
+    if progress:
+        progress(total, total)
     if other_weights:
         warn(f"{other_weights} imported trial(s) were scored by other weights of the same domain-CLIP recipe "
              "(the evaluator was retrained on another machine); they are not used")
