@@ -67,3 +67,31 @@ def read_json_object(path: str | Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def write_failure(err: BaseException, where: str | Path) -> str | None:
+    """One sentence naming a failed write under `where` for what it is (a full disk, a quota, a read-only
+    file system), or None when `err` is not a write failure. A trial's reason then says what to fix instead of
+    quoting torch's `enforce fail at inline_container.cc ... unexpected pos` (what a full disk looks like when
+    `torch.save` hits it: the errno is lost inside its C++ stream)."""
+    import errno
+    import shutil
+
+    seen, chain = set(), err
+    while chain is not None and id(chain) not in seen:
+        seen.add(id(chain))
+        code = getattr(chain, "errno", None)
+        if code in (errno.ENOSPC, errno.EDQUOT):
+            what = "no space left" if code == errno.ENOSPC else "the disk quota is exhausted"
+            return f"{what} on the device of {where} ({os.strerror(code)}): free space or use another --run-dir"
+        if code == errno.EROFS:
+            return f"{where} is on a read-only file system: use another --run-dir"
+        chain = chain.__cause__ or chain.__context__
+    if "inline_container.cc" in str(err) and "unexpected pos" in str(err):
+        try:
+            free = f"{shutil.disk_usage(where).free / 2**20:,.0f} MiB free there now"
+        except OSError:
+            free = "its free space unknown"
+        return (f"a checkpoint or sample write under {where} stopped short (torch: {str(err).strip()[:80]}); "
+                f"a full disk does this ({free}): free space or use another --run-dir")
+    return None

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import torch
 
 from core.console import warn
-from core.io import write_json
+from core.io import write_failure, write_json
 from core.metrics import names
 from core.objectives import LATENCY, QUALITY
 from core.run_folder import RunFolder
@@ -169,8 +169,8 @@ def run_trial(settings: TrialSettings, config: ArchConfig, number: int, seed: in
     except TooLargeError as err:  # refused before anything was allocated: the reason says what and why
         row.update(state="FAIL", failure_reason=str(err))
     except Exception as err:  # a broken architecture or evaluator must not stop the search
-        row.update(state="FAIL", failure_reason=f"{type(err).__name__}: {err}".splitlines()[0][:500],
-                   traceback=traceback.format_exc(limit=8))
+        reason = write_failure(err, out_dir) or f"{type(err).__name__}: {err}".splitlines()[0][:500]
+        row.update(state="FAIL", failure_reason=reason, traceback=traceback.format_exc(limit=8))
     row["seconds_total"] = time.perf_counter() - start
     run.write_trial_record(row | {"latency_blocks": latency_blocks})
     return row
