@@ -239,7 +239,7 @@ def _evaluator(settings: TrialSettings):
 def _teacher(settings: TrialSettings) -> dict[str, Any]:
     """Load (or train, with a progress bar) the teacher of an inherit-mode run; its description."""
     from evaluators.training.teacher import load_teacher
-    from nas.commands.proxy_options import teacher_progress
+    from reports.terminal import teacher_progress
 
     mode = settings.proxy
     with teacher_progress(mode.teacher) as progress:

@@ -9,16 +9,19 @@ callback's `row` when it has one, otherwise from the rows of the run's trials ta
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pandas as pd
 from rich import box
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from core.console import err_console
 from core.run_folder import RunFolder
 
 FINISHED = ("COMPLETE", "FAIL", "INFEASIBLE", "PRUNED")
@@ -128,3 +131,20 @@ def pareto_table(pareto: list[dict[str, Any]], n_complete: int, n_failed: int,
         values = ["-" if _missing(p.get(k)) else _value(k, p[k]) for k, _ in shown]
         table.add_row(str(p["number"]), str(p.get("arch_id") or "-"), str(p.get("preset") or ""), params, *values)
     return table
+
+
+@contextlib.contextmanager
+def teacher_progress(label: str) -> Iterator[Callable[[int, int, float], None]]:
+    """A progress bar on stderr for a teacher's training (shown only if it trains, on a terminal)."""
+    with Progress(TextColumn(f"training teacher {label} (first use; cached)"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), console=err_console,
+                  transient=True, disable=not err_console.is_terminal) as bar:
+        task = None
+
+        def update(done: int, total: int, loss: float) -> None:
+            nonlocal task
+            if task is None:
+                task = bar.add_task("teacher", total=total, loss=loss)
+            bar.update(task, completed=done, total=total, loss=loss)
+
+        yield update

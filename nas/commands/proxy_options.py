@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Optional
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
-from core.console import err_console
 from evaluators.training.inherit import FALLBACK_KINDS
 from evaluators.training.proxy_mode import (
     FINETUNE_FRACTION,
@@ -27,6 +18,7 @@ from evaluators.training.proxy_mode import (
 from evaluators.training.regimes import DEFAULT_REGIME, REGIMES, ProxyRegime, get_regime
 from evaluators.training.teacher import DEFAULT_TEACHER, default_teacher_steps
 from nas.arch_input import load_config_file
+from reports.terminal import teacher_progress  # noqa: F401 (`nas evaluate` calls it as proxy_options.teacher_progress)
 from search_spaces.presets import get_preset
 
 PROXY = typer.Option("scratch", "--proxy", help=f"How each proxy starts: {' | '.join(PROXY_MODES)}. inherit: from "
@@ -82,18 +74,3 @@ def trial_steps(steps: Optional[int], mode: ProxyMode) -> int:
     return default_steps(mode.mode) if steps is None else steps
 
 
-@contextlib.contextmanager
-def teacher_progress(label: str) -> Iterator[Callable[[int, int, float], None]]:
-    """A progress bar on stderr for a teacher's training (shown only if it trains, on a terminal)."""
-    with Progress(TextColumn(f"training teacher {label} (first use; cached)"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), console=err_console,
-                  transient=True, disable=not err_console.is_terminal) as bar:
-        task = None
-
-        def update(done: int, total: int, loss: float) -> None:
-            nonlocal task
-            if task is None:
-                task = bar.add_task("teacher", total=total, loss=loss)
-            bar.update(task, completed=done, total=total, loss=loss)
-
-        yield update
