@@ -59,6 +59,7 @@ def test_predict_roofline_json_is_an_estimate(capsys, lut_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 def test_predict_per_image_on_a_phone_and_on_this_cpu(capsys, lut_dir, tmp_path):
     code, out, _ = run(capsys, "lut", "predict", "--device", "iphone15pro", "--preset", "mobilediffusion",
                        "--steps", "8", "--guidance", "distilled", "--json")
