@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from reports.layout import Page
     from reports.run_data import RunData
 
-PART_COLUMNS = (("text encoder", "text_encoder_ms"), ("UNet", None), ("VAE decoder", "decoder_ms"))
+PART_LABELS = ("text encoder", "UNet", "VAE decoder")  # the order of ImageBar.parts_ms
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def image_latency_figure(info: ImageLatencyInfo):
     x = [html.escape(b.label) for b in info.bars]
     fig = go.Figure([go.Bar(name=name, x=x, y=[b.parts_ms[i] for b in info.bars],
                             hovertext=[f"{b.unet_calls} UNet calls" for b in info.bars] if i == 1 else None)
-                     for i, (name, _) in enumerate(PART_COLUMNS)])
+                     for i, name in enumerate(PART_LABELS)])
     tag = " (ESTIMATE)" if info.estimate else ""
     fig.update_layout(barmode="stack", title=f"Per-image latency of the Pareto set on {html.escape(info.device)}"
                       f"{tag}: {html.escape(info.sampling)}", yaxis_title="ms per image", **LAYOUT)
